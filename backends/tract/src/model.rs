@@ -1,0 +1,378 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use nnlens_core::{
+    Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
+};
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+
+use crate::graph::{GraphInfo, guess_sample_channel_axis, read_graph};
+
+/// Errors of the tract backend.
+#[derive(Debug, thiserror::Error)]
+pub enum TractError {
+    /// The model file could not be read.
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bytes are not an ONNX model tract can use.
+    #[error("{label}: not a usable ONNX model: {message}")]
+    Invalid {
+        /// The file or label.
+        label: String,
+        /// Why.
+        message: String,
+    },
+    /// tract failed to prepare or run the model.
+    #[error("{label}: {message}")]
+    Engine {
+        /// The file or label.
+        label: String,
+        /// The engine's error chain.
+        message: String,
+    },
+    /// An error of the core abstractions (unknown layer, wrong shape...).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl From<TractError> for CoreError {
+    fn from(e: TractError) -> Self {
+        match e {
+            TractError::Core(core) => core,
+            TractError::Io { path, source } => CoreError::Io { path: path.into(), source },
+            other => CoreError::Backend { backend: "tract", message: other.to_string() },
+        }
+    }
+}
+
+fn chain(e: &TractError_) -> String {
+    format!("{e:#}")
+}
+
+type TractError_ = tract_onnx::prelude::TractError;
+type Plan = Arc<TypedRunnableModel>;
+
+/// The input element types nnlens can feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputType {
+    F32,
+    F64,
+}
+
+/// An ONNX model run by tract.
+pub struct TractModel {
+    label: String,
+    inference: InferenceModel,
+    input_type: InputType,
+    structure: ModelStructure,
+    /// Every activation tensor (including those that are not the chosen tensor of a layer).
+    tensors: Vec<LayerStructure>,
+    plans: Mutex<HashMap<(usize, Vec<String>), Plan>>,
+}
+
+impl std::fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractModel").field("label", &self.label).finish_non_exhaustive()
+    }
+}
+
+impl TractModel {
+    /// Loads an ONNX file.
+    ///
+    /// # Errors
+    /// [`TractError::Io`] when the file cannot be read, [`TractError::Invalid`] when it is not an
+    /// ONNX model with one tensor input of known per-sample shape, [`TractError::Engine`] when
+    /// tract cannot type it.
+    pub fn load(path: &Path, options: &BackendOptions) -> Result<Self, TractError> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| TractError::Io { path: path.display().to_string(), source })?;
+        Self::from_bytes(&bytes, &path.display().to_string(), options)
+    }
+
+    /// Loads an ONNX model from the bytes of a file; `label` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn from_bytes(bytes: &[u8], label: &str, _options: &BackendOptions) -> Result<Self, TractError> {
+        let invalid = |message: String| TractError::Invalid { label: label.to_string(), message };
+        let onnx = tract_onnx::onnx();
+        let proto: pb::ModelProto = onnx
+            .proto_model_for_read(&mut &*bytes)
+            .map_err(|e| invalid(format!("cannot decode the protobuf ({})", chain(&e))))?;
+        let graph = read_graph(&proto).map_err(invalid)?;
+        let input_type = match graph.input_elem_type {
+            1 => InputType::F32,
+            11 => InputType::F64,
+            t => return Err(invalid(format!("input element type {t} is not supported (f32 or f64)"))),
+        };
+        let sample: Vec<usize> = graph
+            .input_sample_dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d.ok_or_else(|| invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))))
+            .collect::<Result<_, _>>()?;
+        let inference = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| invalid(format!("tract cannot read the graph: {}", chain(&e))))?;
+
+        let mut model = TractModel {
+            label: label.to_string(),
+            inference,
+            input_type,
+            structure: ModelStructure::new(
+                InputStructure {
+                    name: graph.input_name.clone(),
+                    shape: sample.clone(),
+                    channel_axis: guess_sample_channel_axis(&sample),
+                    dtype: match input_type {
+                        InputType::F32 => "f32".into(),
+                        InputType::F64 => "f64".into(),
+                    },
+                },
+                vec![LayerStructure {
+                    name: graph.input_name.clone(),
+                    tensor: graph.input_name.clone(),
+                    op: "Input".into(),
+                    shape: sample.clone(),
+                    channel_axis: None,
+                }],
+                0,
+            )?,
+            tensors: Vec::new(),
+            plans: Mutex::new(HashMap::new()),
+        };
+        model.discover(&graph)?;
+        Ok(model)
+    }
+
+    /// Every activation tensor of the graph, not only each layer's chosen tensor.
+    pub fn tensors(&self) -> &[LayerStructure] {
+        &self.tensors
+    }
+
+    fn engine(&self, e: TractError_) -> TractError {
+        TractError::Engine { label: self.label.clone(), message: chain(&e) }
+    }
+
+    fn input_fact(&self, batch: usize) -> InferenceFact {
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&self.structure.input.shape);
+        match self.input_type {
+            InputType::F32 => f32::fact(shape).into(),
+            InputType::F64 => f64::fact(shape).into(),
+        }
+    }
+
+    /// Types the graph at batch sizes 1 and 2 with every node output selected, and keeps the
+    /// floating-point tensors whose first axis is the batch.
+    fn discover(&mut self, graph: &GraphInfo) -> Result<(), TractError> {
+        let names: Vec<&str> = graph.tensors.iter().map(|t| t.name.as_str()).collect();
+        let typed = |batch: usize| -> Result<Vec<(DatumType, Option<Vec<usize>>)>, TractError> {
+            let mut m = self.inference.clone();
+            m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
+            m.select_outputs_by_name(names.iter()).map_err(|e| self.engine(e))?;
+            let typed = m.into_typed().map_err(|e| self.engine(e))?;
+            (0..names.len())
+                .map(|i| {
+                    let fact = typed.output_fact(i).map_err(|e| self.engine(e))?;
+                    Ok((fact.datum_type, fact.shape.as_concrete().map(|s| s.to_vec())))
+                })
+                .collect()
+        };
+        let one = typed(1)?;
+        let two = typed(2)?;
+        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in graph.tensors.iter().enumerate() {
+            let (dt, s1) = &one[i];
+            let (_, s2) = &two[i];
+            if let (Some(s1), Some(s2)) = (s1, s2)
+                && dt.is_float()
+                && !s1.is_empty()
+                && s1.len() == s2.len()
+                && s1[0] == 1
+                && s2[0] == 2
+                && s1[1..] == s2[1..]
+            {
+                shapes.insert(t.name.clone(), s1.clone());
+            }
+        }
+        let ranks: HashMap<String, usize> =
+            shapes.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+        let axes = graph.channel_axes(&ranks, self.structure.input.channel_axis);
+
+        let to_layer = |name: &str, t: &crate::graph::TensorInfo| {
+            let full = &shapes[&t.name];
+            LayerStructure {
+                name: name.to_string(),
+                tensor: t.name.clone(),
+                op: t.op.clone(),
+                shape: full[1..].to_vec(),
+                channel_axis: axes.get(&t.name).and_then(|&a| a.checked_sub(1)),
+            }
+        };
+        let kept: Vec<&crate::graph::TensorInfo> =
+            graph.tensors.iter().filter(|t| shapes.contains_key(&t.name)).collect();
+        if kept.is_empty() {
+            return Err(TractError::Invalid {
+                label: self.label.clone(),
+                message: "no floating-point activation with a batch axis was found".into(),
+            });
+        }
+        self.tensors = kept.iter().map(|t| to_layer(&t.name, t)).collect();
+
+        // Group by layer name; order by the first member's position.
+        let mut groups: Vec<(String, Vec<&crate::graph::TensorInfo>)> = Vec::new();
+        for t in &kept {
+            match groups.iter_mut().find(|(n, _)| *n == t.layer_name) {
+                Some((_, members)) => members.push(t),
+                None => groups.push((t.layer_name.clone(), vec![t])),
+            }
+        }
+        let key = |members: &[&crate::graph::TensorInfo]| {
+            members
+                .iter()
+                .map(|t| (t.position, t.node))
+                .fold((f64::INFINITY, usize::MAX), |a, b| if b.0 < a.0 { b } else { a })
+        };
+        groups.sort_by(|a, b| {
+            let (ka, kb) = (key(&a.1), key(&b.1));
+            ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1))
+        });
+        let layers: Vec<LayerStructure> = groups
+            .iter()
+            .map(|(name, members)| {
+                let chosen = members
+                    .iter()
+                    .find(|t| t.name == *name)
+                    .or_else(|| members.iter().max_by_key(|t| t.node))
+                    .expect("groups are never empty");
+                to_layer(name, chosen)
+            })
+            .collect();
+        let output = graph
+            .outputs
+            .iter()
+            .rev()
+            .find_map(|o| {
+                layers.iter().position(|l| l.tensor == *o).or_else(|| {
+                    groups.iter().position(|(_, m)| m.iter().any(|t| t.name == *o))
+                })
+            })
+            .unwrap_or(layers.len() - 1);
+        self.structure = ModelStructure::new(self.structure.input.clone(), layers, output)?;
+        Ok(())
+    }
+
+    /// Resolves names (layer or tensor) to tensor names.
+    fn resolve(&self, names: &[&str]) -> Result<Vec<String>, TractError> {
+        names
+            .iter()
+            .map(|&n| match self.structure.layer_index(n) {
+                Ok(i) => Ok(self.structure.layers[i].tensor.clone()),
+                Err(e) => self.tensors.iter().find(|t| t.tensor == n).map(|t| t.tensor.clone()).ok_or(e.into()),
+            })
+            .collect()
+    }
+
+    fn plan(&self, batch: usize, tensors: &[String]) -> Result<Plan, TractError> {
+        let key = (batch, tensors.to_vec());
+        if let Some(plan) = self.plans.lock().map_err(|_| self.poisoned())?.get(&key) {
+            return Ok(plan.clone());
+        }
+        tracing::debug!(batch, layers = tensors.len(), "optimising a tract plan");
+        let mut m = self.inference.clone();
+        m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
+        m.select_outputs_by_name(tensors.iter()).map_err(|e| self.engine(e))?;
+        let plan = m.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| self.engine(e))?;
+        self.plans.lock().map_err(|_| self.poisoned())?.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    fn poisoned(&self) -> TractError {
+        TractError::Engine { label: self.label.clone(), message: "plan cache poisoned by an earlier panic".into() }
+    }
+
+    fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, TractError> {
+        let tensors = self.resolve(names)?;
+        let input = &self.structure.input;
+        if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {
+            return Err(CoreError::Shape {
+                what: format!("input of {}", self.label),
+                expected: format!("[batch, {}]", input.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                got: format!("{:?}", x.shape()),
+            }
+            .into());
+        }
+        let batch = x.shape()[0];
+        if batch == 0 {
+            return Err(CoreError::Empty("the input batch".into()).into());
+        }
+        // One plan per distinct set of tensors; a tensor asked for twice is run once.
+        let mut unique: Vec<String> = Vec::new();
+        for t in &tensors {
+            if !unique.contains(t) {
+                unique.push(t.clone());
+            }
+        }
+        let plan = self.plan(batch, &unique)?;
+        let x = x.as_standard_layout();
+        let tensor: Tensor = match self.input_type {
+            InputType::F32 => x.to_owned().into(),
+            InputType::F64 => x.mapv(f64::from).into(),
+        };
+        let outputs = plan.run(tvec!(tensor.into())).map_err(|e| self.engine(e))?;
+        let mut arrays: Vec<ArrayD<f32>> = Vec::with_capacity(unique.len());
+        for value in outputs {
+            let t = value.into_tensor();
+            let array = if t.datum_type() == f32::datum_type() {
+                t.into_plain_array::<f32>()
+            } else {
+                t.cast_to::<f32>().and_then(|c| c.into_owned().into_plain_array::<f32>())
+            }
+            .map_err(|e| self.engine(e))?;
+            arrays.push(array);
+        }
+        // A tensor asked for under several names is cloned for all but its last request.
+        let mut uses: Vec<usize> =
+            unique.iter().map(|u| tensors.iter().filter(|t| *t == u).count()).collect();
+        let mut result = Activations::new();
+        for (name, tensor) in names.iter().zip(&tensors) {
+            let i = unique.iter().position(|u| u == tensor).expect("unique holds every tensor");
+            uses[i] -= 1;
+            let array =
+                if uses[i] == 0 { std::mem::take(&mut arrays[i]) } else { arrays[i].clone() };
+            result.push(*name, array);
+        }
+        Ok(result)
+    }
+}
+
+impl Model for TractModel {
+    fn backend(&self) -> &'static str {
+        "tract"
+    }
+
+    fn structure(&self) -> &ModelStructure {
+        &self.structure
+    }
+
+    fn predict(&self, x: ArrayViewD<'_, f32>, layers: Option<&[&str]>) -> nnlens_core::Result<Activations> {
+        let all;
+        let names = match layers {
+            Some(names) => names,
+            None => {
+                all = self.structure.names();
+                &all
+            }
+        };
+        Ok(self.run(x, names)?)
+    }
+}

@@ -1,0 +1,44 @@
+//! # nnlens-core
+//!
+//! The traits and plain data types every other nnlens crate speaks, with nothing
+//! backend-specific in them:
+//!
+//! | item | what it is |
+//! | --- | --- |
+//! | [`Model`] | a network: its [`ModelStructure`], batched [`Model::predict`] of the activations of any layers, [`Model::evaluate`] |
+//! | [`ModelStructure`], [`LayerStructure`] | the layers of a model, which of them carry feature maps, and where their channel axis is |
+//! | [`DataSet`] | a 2-D matrix of inputs (rows x columns), as in transformational-measures-tf |
+//! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory` |
+//! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines |
+//! | [`RunManifest`] | the serialisable description of a run |
+//!
+//! Backends (`nnlens-tract`, ...) implement [`Model`]; metric crates implement [`Metric`] and register
+//! themselves; the CLI only looks things up by name.
+#![warn(missing_docs)]
+
+mod activations;
+mod dataset;
+mod error;
+mod evaluation;
+mod manifest;
+mod model;
+mod registry;
+mod structure;
+
+pub use activations::Activations;
+pub use dataset::{ArrayDataSet, DataSet};
+pub use error::CoreError;
+pub use evaluation::{Evaluation, cross_entropy_of_output};
+pub use manifest::{ArtifactRef, DatasetRef, RunManifest};
+pub use model::{Model, conform_input};
+pub use registry::{
+    BackendEntry, BackendOptions, Metric, MetricEntry, MetricFamily, backend, backends, metric,
+    metrics,
+};
+pub use structure::{InputStructure, LayerStructure, ModelStructure};
+
+#[doc(hidden)]
+pub use inventory as __inventory;
+
+/// `Result` with the core error type.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,78 @@
+//! NPY arrays of any numeric element type, read as `f32`.
+
+use std::path::Path;
+
+use ndarray::ArrayD;
+use ndarray_npy::{ReadNpyError, ReadNpyExt};
+
+use crate::{DatasetError, Result};
+
+/// Reads an `.npy` file of `f32`, `f64`, signed or unsigned integers or booleans, as `f32`.
+///
+/// # Errors
+/// [`DatasetError::Io`] when the file cannot be read, [`DatasetError::Format`] when it is not an
+/// NPY file of a numeric type.
+pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
+    let bytes =
+        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    parse_npy_f32(&bytes, path)
+}
+
+/// Parses the bytes of an `.npy` file as `f32` (see [`read_npy_f32`]).
+///
+/// # Errors
+/// As [`read_npy_f32`].
+pub fn parse_npy_f32(bytes: &[u8], path: &Path) -> Result<ArrayD<f32>> {
+    let format = |reason: String| DatasetError::Format { path: path.into(), reason };
+    macro_rules! attempt {
+        ($t:ty, $conv:expr) => {
+            match ArrayD::<$t>::read_npy(bytes) {
+                Ok(a) => return Ok(a.mapv($conv)),
+                Err(ReadNpyError::WrongDescriptor(_)) => {}
+                Err(e) => return Err(format(format!("not a readable NPY array: {e}"))),
+            }
+        };
+    }
+    attempt!(f32, |x| x);
+    attempt!(f64, |x| x as f32);
+    attempt!(u8, f32::from);
+    attempt!(i8, f32::from);
+    attempt!(u16, f32::from);
+    attempt!(i16, f32::from);
+    attempt!(u32, |x| x as f32);
+    attempt!(i32, |x| x as f32);
+    attempt!(u64, |x| x as f32);
+    attempt!(i64, |x| x as f32);
+    attempt!(bool, |x| if x { 1.0 } else { 0.0 });
+    Err(format("NPY element type is not numeric (f32, f64, integers or bool)".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+    use ndarray_npy::WriteNpyExt;
+
+    fn bytes_of<T: ndarray_npy::WritableElement>(a: &Array2<T>) -> Vec<u8> {
+        let mut v = Vec::new();
+        a.write_npy(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn numeric_types_become_f32() {
+        let p = Path::new("a.npy");
+        let u = array![[0u8, 255], [7, 9]];
+        assert_eq!(parse_npy_f32(&bytes_of(&u), p).unwrap().into_raw_vec_and_offset().0, vec![0.0, 255.0, 7.0, 9.0]);
+        let d = array![[0.5f64, -1.25]];
+        assert_eq!(parse_npy_f32(&bytes_of(&d), p).unwrap().shape(), &[1, 2]);
+        let i = array![[-3i64]];
+        assert_eq!(parse_npy_f32(&bytes_of(&i), p).unwrap()[[0, 0]], -3.0);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let e = parse_npy_f32(b"\x93NUMPY garbage", Path::new("bad.npy")).unwrap_err().to_string();
+        assert!(e.contains("bad.npy"), "{e}");
+    }
+}
