@@ -154,7 +154,7 @@ pub(crate) fn read_graph(proto: &pb::ModelProto) -> Result<GraphInfo, String> {
         .enumerate()
         .flat_map(|(i, n)| {
             let positions = &positions;
-            n.outputs.iter().map(move |o| TensorInfo {
+            n.outputs.iter().filter(|o| !o.contains(crate::rewrite::INTERNAL_MARK)).map(move |o| TensorInfo {
                 name: o.clone(),
                 op: n.op.clone(),
                 node: i,

@@ -25,6 +25,7 @@
 
 mod graph;
 mod model;
+mod rewrite;
 
 pub use model::{TractError, TractModel};
 

@@ -104,9 +104,13 @@ impl TractModel {
     pub fn from_bytes(bytes: &[u8], label: &str, _options: &BackendOptions) -> Result<Self, TractError> {
         let invalid = |message: String| TractError::Invalid { label: label.to_string(), message };
         let onnx = tract_onnx::onnx();
-        let proto: pb::ModelProto = onnx
+        let mut proto: pb::ModelProto = onnx
             .proto_model_for_read(&mut &*bytes)
             .map_err(|e| invalid(format!("cannot decode the protobuf ({})", chain(&e))))?;
+        let rewritten = crate::rewrite::lower_unsupported(&mut proto).map_err(invalid)?;
+        if !rewritten.is_empty() {
+            tracing::debug!(?rewritten, "lowered operators tract lacks");
+        }
         let graph = read_graph(&proto).map_err(invalid)?;
         let input_type = match graph.input_elem_type {
             1 => InputType::F32,

@@ -1,0 +1,299 @@
+//! The subcommands.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::{ArrayD, Axis};
+use nnlens_core::{Evaluation, LayerStructure, RunManifest, conform_input};
+use nnlens_datasets::download::{default_cache_dir, fetch_file};
+use nnlens_datasets::idx::gzip;
+use nnlens_datasets::{Split, dataset_spec};
+use rand::SeedableRng;
+use serde_json::json;
+
+use crate::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
+use crate::output::{print_json, print_table, progress, write_json};
+use crate::{Cli, Command, EvaluateArgs, FetchArgs, Format, LayersArgs, PredictArgs, SampleArgs};
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Layers(args) => layers(cli, args),
+        Command::Evaluate(args) => evaluate(cli, args),
+        Command::Predict(args) => predict(cli, args),
+        Command::Metrics => metrics(cli),
+        Command::Backends => backends(cli),
+        Command::Fetch(args) => fetch(cli, args),
+        Command::Sample(args) => sample(cli, args),
+    }
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("(N, {})", dims.join(", "))
+}
+
+fn features_text(layer: &LayerStructure) -> String {
+    if layer.is_feature_layer() {
+        let f: Vec<String> = layer.shape_feature().iter().map(|d| d.to_string()).collect();
+        format!("{} x {} ({})", layer.number_features(), f.join("x"), layer.layout())
+    } else {
+        "-".into()
+    }
+}
+
+fn layers(cli: &Cli, args: &LayersArgs) -> Result<()> {
+    let loaded = load_model_from(args.model.as_deref(), &args.backend, None)?;
+    let s = loaded.model.structure();
+    if cli.format == Format::Json {
+        return print_json(&json!({ "model": loaded.artifact, "structure": s }));
+    }
+    println!(
+        "model {} ({} layers, {} with feature maps; input {} {})",
+        loaded.artifact.path,
+        s.number_layers(),
+        s.number_layers_features(),
+        s.input.dtype,
+        shape_text(&s.input.shape)
+    );
+    let rows: Vec<Vec<String>> = s
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            vec![
+                i.to_string(),
+                if i == s.output { format!("{} (output)", l.name) } else { l.name.clone() },
+                shape_text(&l.shape),
+                l.op.clone(),
+                features_text(l),
+                l.tensor.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["#", "layer", "shape", "op", "features", "tensor"], &rows);
+    Ok(())
+}
+
+fn manifest(cli: &Cli, command: &str, model: &LoadedModel, data: &LoadedData, parameters: serde_json::Value) -> RunManifest {
+    let mut m = RunManifest::new(command, cli.seed);
+    m.backend = Some(model.backend.clone());
+    m.model = Some(model.artifact.clone());
+    m.dataset = Some(data.reference.clone());
+    m.parameters = parameters;
+    m
+}
+
+fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let t0 = Instant::now();
+    let model = load_model(&args.model)?;
+    let data = load_data(&args.data, None)?;
+    let loaded_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let n = data.data.len();
+    let labels = data.data.labels();
+    let input = model.model.structure().input.clone();
+    let bar = progress(n as u64, "evaluate", cli.quiet);
+    let mut total = Evaluation::default();
+    for start in (0..n).step_by(args.batch_size) {
+        let end = (start + args.batch_size).min(n);
+        let x = conform_input(data.data.batch(start..end)?, &input)?;
+        let e = model.model.evaluate(x.view(), &labels[start..end]).with_context(|| format!("samples {start}..{end}"))?;
+        total.merge(&e);
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    let mut m = manifest(cli, "evaluate", &model, &data, json!({ "batch_size": args.batch_size, "pixel_scale": format!("{:?}", args.data.pixel_scale).to_lowercase() }));
+    m.timings_s.insert("load".into(), loaded_s);
+    m.timings_s.insert("evaluate".into(), t1.elapsed().as_secs_f64());
+    let result = json!({
+        "samples": total.samples,
+        "loss": total.loss(),
+        "accuracy": total.accuracy(),
+        "state": total,
+    });
+    let doc = json!({ "manifest": m, "result": result });
+    if let Some(out) = &args.out {
+        write_json(out, "result.json", &doc)?;
+    }
+    match cli.format {
+        Format::Json => print_json(&doc),
+        Format::Table => {
+            println!("model     {}", model.artifact.path);
+            println!("dataset   {} {} ({} samples)", data.reference.name, data.reference.split.as_deref().unwrap_or("-"), total.samples);
+            println!("loss      {:.4}", total.loss());
+            println!("accuracy  {:.4}", total.accuracy());
+            Ok(())
+        }
+    }
+}
+
+/// Default number of inputs for `predict` (all layers of many images is a lot of memory).
+const PREDICT_DEFAULT_SAMPLES: usize = 16;
+
+fn safe_file_name(layer: &str) -> String {
+    layer.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+}
+
+fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let model = load_model(&args.model)?;
+    let data = load_data(&args.data, Some(PREDICT_DEFAULT_SAMPLES))?;
+    let structure = model.model.structure();
+    let names: Vec<String> = if args.layers.is_empty() { structure.names().iter().map(|s| s.to_string()).collect() } else { args.layers.clone() };
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let n = data.data.len();
+    let input = structure.input.clone();
+    let t0 = Instant::now();
+    let bar = progress(n as u64, "predict", cli.quiet);
+    let mut gathered: Vec<Vec<ArrayD<f32>>> = vec![Vec::new(); names.len()];
+    for start in (0..n).step_by(args.batch_size) {
+        let end = (start + args.batch_size).min(n);
+        let x = conform_input(data.data.batch(start..end)?, &input)?;
+        let acts = model.model.predict(x.view(), Some(&refs))?;
+        for (slot, (_, value)) in gathered.iter_mut().zip(acts.into_pairs()) {
+            slot.push(value);
+        }
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    let mut arrays = Vec::with_capacity(names.len());
+    for parts in gathered {
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        arrays.push(ndarray::concatenate(Axis(0), &views)?);
+    }
+    let mut summary = Vec::new();
+    for (name, a) in names.iter().zip(&arrays) {
+        let len = a.len().max(1) as f64;
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / len;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len;
+        let min = a.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        summary.push(json!({ "layer": name, "shape": a.shape(), "mean": mean, "std": var.sqrt(), "min": min, "max": max, "file": format!("{}.npy", safe_file_name(name)) }));
+    }
+    let mut m = manifest(cli, "predict", &model, &data, json!({ "layers": names, "batch_size": args.batch_size }));
+    m.timings_s.insert("predict".into(), t0.elapsed().as_secs_f64());
+    let doc = json!({ "manifest": m, "result": summary });
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        for (name, a) in names.iter().zip(&arrays) {
+            let path = out.join(format!("{}.npy", safe_file_name(name)));
+            ndarray_npy::write_npy(&path, a).with_context(|| format!("writing {}", path.display()))?;
+        }
+        write_json(out, "result.json", &doc)?;
+    }
+    match cli.format {
+        Format::Json => print_json(&doc),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = summary
+                .iter()
+                .map(|s| {
+                    vec![
+                        s["layer"].as_str().unwrap_or("").to_string(),
+                        s["shape"].to_string(),
+                        format!("{:.5}", s["mean"].as_f64().unwrap_or(f64::NAN)),
+                        format!("{:.5}", s["std"].as_f64().unwrap_or(f64::NAN)),
+                        format!("{:.5}", s["min"].as_f64().unwrap_or(f64::NAN)),
+                        format!("{:.5}", s["max"].as_f64().unwrap_or(f64::NAN)),
+                    ]
+                })
+                .collect();
+            print_table(&["layer", "shape", "mean", "std", "min", "max"], &rows);
+            Ok(())
+        }
+    }
+}
+
+fn metrics(cli: &Cli) -> Result<()> {
+    let all = nnlens_core::metrics();
+    if cli.format == Format::Json {
+        let list: Vec<_> = all.iter().map(|m| json!({ "name": m.name, "family": m.family, "description": m.description })).collect();
+        return print_json(&list);
+    }
+    if all.is_empty() {
+        println!("no metrics registered in this build");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|m| vec![m.name.to_string(), serde_json::to_value(m.family).map(|v| v.as_str().unwrap_or("").to_string()).unwrap_or_default(), m.description.to_string()])
+        .collect();
+    print_table(&["metric", "family", "description"], &rows);
+    Ok(())
+}
+
+fn backends(cli: &Cli) -> Result<()> {
+    let all = nnlens_core::backends();
+    let status: Vec<(String, String, String)> = all
+        .iter()
+        .map(|b| {
+            let usable = match (b.available)() {
+                Ok(()) => "yes".to_string(),
+                Err(why) => format!("no: {why}"),
+            };
+            (b.name.to_string(), usable, b.description.to_string())
+        })
+        .collect();
+    if cli.format == Format::Json {
+        let list: Vec<_> = status.iter().map(|(n, u, d)| json!({ "name": n, "usable": u, "description": d })).collect();
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = status.into_iter().map(|(n, u, d)| vec![n, u, d]).collect();
+    print_table(&["backend", "usable", "description"], &rows);
+    Ok(())
+}
+
+fn fetch(cli: &Cli, args: &FetchArgs) -> Result<()> {
+    let spec = dataset_spec(&args.dataset)?;
+    let mirrors: Vec<String> = if args.mirror.is_empty() { spec.mirrors.iter().map(|m| m.to_string()).collect() } else { args.mirror.clone() };
+    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir).join(spec.name);
+    let mut paths = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        for file in spec.files(split) {
+            paths.push(fetch_file(&file, &mirrors, &dir)?);
+        }
+    }
+    match cli.format {
+        Format::Json => print_json(&paths),
+        Format::Table => {
+            for p in paths {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
+    let data = load_data(&args.data, None)?;
+    let n = data.data.len();
+    if args.count == 0 || args.count > n {
+        bail!("--count must be between 1 and {n} (the samples of {})", data.data.name());
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
+    let mut indices = rand::seq::index::sample(&mut rng, n, args.count).into_vec();
+    indices.sort_unstable();
+    let subset = data.data.subset(&indices)?;
+    let (images, labels) = subset.to_idx();
+    let split: Split = args.data.split.parse()?;
+    let [image_file, label_file] = if args.data.dataset == "embedded" {
+        dataset_spec("fashion-mnist")?.files(split)
+    } else {
+        dataset_spec(&args.data.dataset)?.files(split)
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    for (file, array) in [(image_file, images), (label_file, labels)] {
+        let path = args.out.join(file.name);
+        std::fs::write(&path, gzip(&array.to_bytes())).with_context(|| format!("writing {}", path.display()))?;
+    }
+    write_json(&args.out, "sample.json", &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }))?;
+    if cli.format == Format::Table {
+        println!("wrote {} of {} samples to {}", args.count, n, args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! # nnlens-plugins
+//!
+//! Names every metric and backend crate once. A crate that a binary never names is not linked,
+//! and its `inventory` registrations vanish without a word; binaries, tests and benches depend
+//! on this crate and call [`link`] instead of naming each plugin themselves.
+//!
+//! Adding a plugin crate: add it to `Cargo.toml`, name it below, and add its registered names to
+//! [`EXPECTED_METRICS`] or [`EXPECTED_BACKENDS`] (a test checks the registry against them).
+#![warn(missing_docs)]
+
+use nnlens_tract as _;
+
+/// The backends this build registers, sorted.
+pub const EXPECTED_BACKENDS: &[&str] = &["tract"];
+
+/// The metrics this build registers, sorted. (The metric families arrive with their issues.)
+pub const EXPECTED_METRICS: &[&str] = &[];
+
+/// Makes sure every plugin crate is linked into the calling binary. Call it once at start-up.
+pub fn link() {
+    // Referencing a function of each plugin crate keeps it in the link even under aggressive
+    // dead-code elimination.
+    std::hint::black_box(nnlens_tract::TractModel::load as *const ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_holds_exactly_the_expected_plugins() {
+        link();
+        let backends: Vec<&str> = nnlens_core::backends().iter().map(|b| b.name).collect();
+        assert_eq!(backends, EXPECTED_BACKENDS);
+        let metrics: Vec<&str> = nnlens_core::metrics().iter().map(|m| m.name).collect();
+        assert_eq!(metrics, EXPECTED_METRICS);
+    }
+}
