@@ -101,7 +101,7 @@ pub struct ModelStructure {
     pub input: InputStructure,
     /// Every layer, in evaluation order.
     pub layers: Vec<LayerStructure>,
-    /// The index in [`Self::layers`] of the model's (last floating-point) output.
+    /// The index in [`Self::layers`] of the model's output (for classifiers, the class scores).
     pub output: usize,
 }
 

@@ -14,6 +14,8 @@
 //!   whose tensor is the one named exactly as the layer (an exporter's named output) or else the
 //!   last one computed (the layer's output);
 //! - layers come in evaluation order, an `Identity`/`Dropout` alias right after what it copies;
+//! - the model's output is the first graph output that is a vector per sample (class scores),
+//!   else the first floating-point graph output;
 //! - the channel axis is axis 1 of what convolutions, poolings and normalisations read and write
 //!   (ONNX is NCHW), follows `Transpose` permutations (so tf2onnx's channels-last outputs are
 //!   channels-last) and is kept by element-wise operators. The model input's channel axis is

@@ -261,15 +261,22 @@ impl TractModel {
                 to_layer(name, chosen)
             })
             .collect();
-        let output = graph
+        // The model's output: the first graph output that is a vector per sample (class
+        // scores), else the first floating-point graph output, else the last layer.
+        let output_layers: Vec<usize> = graph
             .outputs
             .iter()
-            .rev()
-            .find_map(|o| {
+            .filter_map(|o| {
                 layers.iter().position(|l| l.tensor == *o).or_else(|| {
                     groups.iter().position(|(_, m)| m.iter().any(|t| t.name == *o))
                 })
             })
+            .collect();
+        let output = output_layers
+            .iter()
+            .copied()
+            .find(|&i| layers[i].shape.len() == 1)
+            .or(output_layers.first().copied())
             .unwrap_or(layers.len() - 1);
         self.structure = ModelStructure::new(self.structure.input.clone(), layers, output)?;
         Ok(())
