@@ -1,0 +1,197 @@
+//! The `nnlens` binary, end to end, on the embedded model and sample and on files made here.
+//! Nothing outside the repository is needed.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use nnlens_datasets::idx::{IdxArray, IdxData, gzip};
+
+fn nnlens() -> Command {
+    let mut cmd = Command::cargo_bin("nnlens").unwrap();
+    cmd.env_remove("NNLENS_LOG").env("NNLENS_CACHE_DIR", "/nonexistent-nnlens-cache");
+    cmd
+}
+
+/// Runs a command that must fail, and returns its one-line error.
+fn fails(args: &[&str]) -> String {
+    let out = nnlens().arg("-q").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+fn stdout(args: &[&str]) -> String {
+    let out = nnlens().arg("-q").args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&stdout(&all)).unwrap()
+}
+
+/// Writes a tiny Fashion-MNIST-named test split (n images of 28x28) into `dir`.
+fn write_split(dir: &Path, n: usize) -> (Vec<u8>, Vec<u8>) {
+    let images = IdxArray {
+        dims: vec![n, 28, 28],
+        data: IdxData::U8((0..n * 784).map(|i| ((i * 13) % 256) as u8).collect()),
+    };
+    let labels = IdxArray { dims: vec![n], data: IdxData::U8((0..n).map(|i| (i % 10) as u8).collect()) };
+    let (img, lab) = (gzip(&images.to_bytes()), gzip(&labels.to_bytes()));
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), &img).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), &lab).unwrap();
+    (images.to_bytes(), labels.to_bytes())
+}
+
+#[test]
+fn layers_of_the_embedded_model() {
+    let text = stdout(&["layers"]);
+    for name in ["conv_1", "relu_1", "maxp_1", "conv_2", "relu_2", "maxp_2", "flat", "dense_1", "relu_3", "dense_2", "softmax (output)"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    let doc = json(&["layers"]);
+    let layers = doc["structure"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 11);
+    let conv = &layers[0];
+    assert_eq!(conv["name"], "conv_1");
+    assert_eq!(conv["shape"], serde_json::json!([64, 28, 28]));
+    assert_eq!(conv["channel_axis"], 0);
+    assert_eq!(layers[5]["channel_axis"], 2, "maxp_2 is transposed to channels-last");
+}
+
+#[test]
+fn evaluate_is_the_same_whatever_the_batch_size() {
+    let a = json(&["evaluate", "--samples", "50", "--batch-size", "7"]);
+    let b = json(&["evaluate", "--samples", "50", "--batch-size", "50"]);
+    assert_eq!(a["result"]["samples"], 50);
+    assert_eq!(a["result"]["state"]["correct"], b["result"]["state"]["correct"]);
+    let (la, lb) = (a["result"]["loss"].as_f64().unwrap(), b["result"]["loss"].as_f64().unwrap());
+    assert!((la - lb).abs() < 1e-5, "{la} vs {lb}");
+    let acc = a["result"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.7, "the embedded model classifies its sample: {acc}");
+    let m = &a["manifest"];
+    assert_eq!(m["command"], "evaluate");
+    assert_eq!(m["backend"], "tract");
+    assert_eq!(m["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(m["dataset"]["samples"], 50);
+}
+
+#[test]
+fn evaluate_writes_a_result_file_and_reads_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    write_split(dir.path(), 12);
+    let out = dir.path().join("out");
+    let d = dir.path().to_str().unwrap();
+    stdout(&["--seed", "3", "evaluate", "--dataset", "fashion-mnist", "--data-dir", d, "--out", out.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(doc["result"]["samples"], 12);
+    assert_eq!(doc["manifest"]["seed"], 3);
+    assert_eq!(doc["manifest"]["dataset"]["files"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn predict_writes_npy_per_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acts");
+    let doc = json(&["predict", "--layers", "maxp_2,softmax", "--samples", "3", "--out", out.to_str().unwrap()]);
+    assert_eq!(doc["result"][0]["shape"], serde_json::json!([3, 7, 7, 64]));
+    let probs: ndarray::ArrayD<f32> = ndarray_npy_read(&out.join("softmax.npy"));
+    assert_eq!(probs.shape(), &[3, 10]);
+    for row in probs.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-4);
+    }
+    assert!(out.join("maxp_2.npy").is_file() && out.join("result.json").is_file());
+}
+
+fn ndarray_npy_read(path: &Path) -> ndarray::ArrayD<f32> {
+    nnlens_datasets::npy::read_npy_f32(path).unwrap()
+}
+
+#[test]
+fn registries_are_listed() {
+    assert!(stdout(&["backends"]).contains("tract"));
+    assert_eq!(json(&["backends"])[0]["usable"], "yes");
+    assert_eq!(json(&["metrics"]), serde_json::json!([]));
+}
+
+#[test]
+fn sample_writes_idx_that_loads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    stdout(&["--seed", "5", "sample", "--count", "20", "--out", out.to_str().unwrap()]);
+    let doc = json(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", out.to_str().unwrap()]);
+    assert_eq!(doc["result"]["samples"], 20);
+    let a = std::fs::read_to_string(out.join("sample.json")).unwrap();
+    stdout(&["--seed", "5", "sample", "--count", "20", "--out", out.to_str().unwrap()]);
+    assert_eq!(a, std::fs::read_to_string(out.join("sample.json")).unwrap(), "same seed, same sample");
+}
+
+#[test]
+fn truncated_idx_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = write_split(dir.path(), 4);
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images[..images.len() - 100])).unwrap();
+    let e = fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(e.contains("truncated") && e.contains("t10k-images-idx3-ubyte.gz"), "{e}");
+}
+
+#[test]
+fn missing_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(&["evaluate", "--dataset", "mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(e.contains("t10k-images-idx3-ubyte.gz") && e.contains("does not exist"), "{e}");
+    let e = fails(&["layers", "/nonexistent/model.onnx"]);
+    assert!(e.contains("/nonexistent/model.onnx"), "{e}");
+    let e = fails(&["evaluate", "--dataset", "mnist", "--data-dir", "/nonexistent/data"]);
+    assert!(e.contains("/nonexistent/data"), "{e}");
+}
+
+#[test]
+fn corrupt_onnx_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, b"\x08\x07garbage that is not an ONNX model \xff\xfe").unwrap();
+    let e = fails(&["layers", path.to_str().unwrap()]);
+    assert!(e.contains("broken.onnx"), "{e}");
+    let e = fails(&["evaluate", "--model", path.to_str().unwrap()]);
+    assert!(e.contains("broken.onnx"), "{e}");
+}
+
+#[test]
+fn unknown_names_are_one_line_errors() {
+    let e = fails(&["predict", "--layers", "conv_9"]);
+    assert!(e.contains("unknown layer 'conv_9'") && e.contains("conv_1"), "{e}");
+    let e = fails(&["evaluate", "--dataset", "cifar"]);
+    assert!(e.contains("cifar"), "{e}");
+    let e = fails(&["evaluate", "--backend", "nope"]);
+    assert!(e.contains("unknown backend 'nope'") && e.contains("tract"), "{e}");
+    let e = fails(&["evaluate", "--samples", "5000"]);
+    assert!(e.contains("5000"), "{e}");
+    let e = fails(&["evaluate", "--split", "validation"]);
+    assert!(e.contains("validation"), "{e}");
+}
+
+#[test]
+fn images_of_another_size_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = IdxArray { dims: vec![2, 4, 4], data: IdxData::U8(vec![9; 32]) };
+    let labels = IdxArray { dims: vec![2], data: IdxData::U8(vec![1, 2]) };
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images.to_bytes())).unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gzip(&labels.to_bytes())).unwrap();
+    let e = fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(e.contains("784") && e.contains("16"), "{e}");
+}
+
+#[test]
+fn zero_sizes_are_errors() {
+    let e = fails(&["evaluate", "--samples", "0"]);
+    assert!(e.contains("--samples 0"), "{e}");
+    let e = fails(&["evaluate", "--batch-size", "0"]);
+    assert!(e.contains("--batch-size"), "{e}");
+}
