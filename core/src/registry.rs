@@ -54,8 +54,24 @@ inventory::collect!(MetricEntry);
 
 /// Registers a [`MetricEntry`]. Use at item level in a metric crate:
 ///
-/// ```ignore
-/// nnlens_core::register_metric!(nnlens_core::MetricEntry { name: "variance", ... });
+/// ```
+/// use nnlens_core::{Metric, MetricEntry, MetricFamily, register_metric};
+///
+/// struct Spread;
+/// impl Metric for Spread {
+///     fn name(&self) -> &'static str { "spread" }
+///     fn family(&self) -> MetricFamily { MetricFamily::Invariance }
+///     fn parameters(&self) -> serde_json::Value { serde_json::json!({}) }
+/// }
+///
+/// register_metric!(MetricEntry {
+///     name: "spread",
+///     description: "an example",
+///     family: MetricFamily::Invariance,
+///     build: |_params| Ok(Box::new(Spread)),
+/// });
+///
+/// assert_eq!(nnlens_core::metric("spread").unwrap().description, "an example");
 /// ```
 #[macro_export]
 macro_rules! register_metric {
