@@ -7,6 +7,8 @@ pub const MODEL: &[u8] = include_bytes!("../assets/fashion_cnn.onnx");
 /// Its label in manifests and errors.
 pub const MODEL_LABEL: &str = "embedded:fashion_cnn.onnx";
 /// 1000 Fashion-MNIST test images (IDX, gzip).
-pub const IMAGES: &[u8] = include_bytes!("../assets/fashion-mnist-sample/t10k-images-idx3-ubyte.gz");
+pub const IMAGES: &[u8] =
+    include_bytes!("../assets/fashion-mnist-sample/t10k-images-idx3-ubyte.gz");
 /// Their labels (IDX, gzip).
-pub const LABELS: &[u8] = include_bytes!("../assets/fashion-mnist-sample/t10k-labels-idx1-ubyte.gz");
+pub const LABELS: &[u8] =
+    include_bytes!("../assets/fashion-mnist-sample/t10k-labels-idx1-ubyte.gz");

@@ -75,7 +75,13 @@ fn layers(cli: &Cli, args: &LayersArgs) -> Result<()> {
     Ok(())
 }
 
-fn manifest(cli: &Cli, command: &str, model: &LoadedModel, data: &LoadedData, parameters: serde_json::Value) -> RunManifest {
+fn manifest(
+    cli: &Cli,
+    command: &str,
+    model: &LoadedModel,
+    data: &LoadedData,
+    parameters: serde_json::Value,
+) -> RunManifest {
     let mut m = RunManifest::new(command, cli.seed);
     m.backend = Some(model.backend.clone());
     m.model = Some(model.artifact.clone());
@@ -101,12 +107,21 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
     for start in (0..n).step_by(args.batch_size) {
         let end = (start + args.batch_size).min(n);
         let x = conform_input(data.data.batch(start..end)?, &input)?;
-        let e = model.model.evaluate(x.view(), &labels[start..end]).with_context(|| format!("samples {start}..{end}"))?;
+        let e = model
+            .model
+            .evaluate(x.view(), &labels[start..end])
+            .with_context(|| format!("samples {start}..{end}"))?;
         total.merge(&e);
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
-    let mut m = manifest(cli, "evaluate", &model, &data, json!({ "batch_size": args.batch_size, "pixel_scale": format!("{:?}", args.data.pixel_scale).to_lowercase() }));
+    let mut m = manifest(
+        cli,
+        "evaluate",
+        &model,
+        &data,
+        json!({ "batch_size": args.batch_size, "pixel_scale": format!("{:?}", args.data.pixel_scale).to_lowercase() }),
+    );
     m.timings_s.insert("load".into(), loaded_s);
     m.timings_s.insert("evaluate".into(), t1.elapsed().as_secs_f64());
     let result = json!({
@@ -123,7 +138,12 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
         Format::Json => print_json(&doc),
         Format::Table => {
             println!("model     {}", model.artifact.path);
-            println!("dataset   {} {} ({} samples)", data.reference.name, data.reference.split.as_deref().unwrap_or("-"), total.samples);
+            println!(
+                "dataset   {} {} ({} samples)",
+                data.reference.name,
+                data.reference.split.as_deref().unwrap_or("-"),
+                total.samples
+            );
             println!("loss      {:.4}", total.loss());
             println!("accuracy  {:.4}", total.accuracy());
             Ok(())
@@ -135,7 +155,12 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
 const PREDICT_DEFAULT_SAMPLES: usize = 16;
 
 fn safe_file_name(layer: &str) -> String {
-    layer.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    layer
+        .chars()
+        .map(
+            |c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' },
+        )
+        .collect()
 }
 
 fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
@@ -145,7 +170,11 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let data = load_data(&args.data, Some(PREDICT_DEFAULT_SAMPLES))?;
     let structure = model.model.structure();
-    let names: Vec<String> = if args.layers.is_empty() { structure.names().iter().map(|s| s.to_string()).collect() } else { args.layers.clone() };
+    let names: Vec<String> = if args.layers.is_empty() {
+        structure.names().iter().map(|s| s.to_string()).collect()
+    } else {
+        args.layers.clone()
+    };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let n = data.data.len();
     let input = structure.input.clone();
@@ -176,14 +205,21 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
         let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         summary.push(json!({ "layer": name, "shape": a.shape(), "mean": mean, "std": var.sqrt(), "min": min, "max": max, "file": format!("{}.npy", safe_file_name(name)) }));
     }
-    let mut m = manifest(cli, "predict", &model, &data, json!({ "layers": names, "batch_size": args.batch_size }));
+    let mut m = manifest(
+        cli,
+        "predict",
+        &model,
+        &data,
+        json!({ "layers": names, "batch_size": args.batch_size }),
+    );
     m.timings_s.insert("predict".into(), t0.elapsed().as_secs_f64());
     let doc = json!({ "manifest": m, "result": summary });
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         for (name, a) in names.iter().zip(&arrays) {
             let path = out.join(format!("{}.npy", safe_file_name(name)));
-            ndarray_npy::write_npy(&path, a).with_context(|| format!("writing {}", path.display()))?;
+            ndarray_npy::write_npy(&path, a)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         write_json(out, "result.json", &doc)?;
     }
@@ -212,7 +248,10 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
 fn metrics(cli: &Cli) -> Result<()> {
     let all = nnlens_core::metrics();
     if cli.format == Format::Json {
-        let list: Vec<_> = all.iter().map(|m| json!({ "name": m.name, "family": m.family, "description": m.description })).collect();
+        let list: Vec<_> = all
+            .iter()
+            .map(|m| json!({ "name": m.name, "family": m.family, "description": m.description }))
+            .collect();
         return print_json(&list);
     }
     if all.is_empty() {
@@ -221,7 +260,15 @@ fn metrics(cli: &Cli) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = all
         .iter()
-        .map(|m| vec![m.name.to_string(), serde_json::to_value(m.family).map(|v| v.as_str().unwrap_or("").to_string()).unwrap_or_default(), m.description.to_string()])
+        .map(|m| {
+            vec![
+                m.name.to_string(),
+                serde_json::to_value(m.family)
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .unwrap_or_default(),
+                m.description.to_string(),
+            ]
+        })
         .collect();
     print_table(&["metric", "family", "description"], &rows);
     Ok(())
@@ -240,7 +287,10 @@ fn backends(cli: &Cli) -> Result<()> {
         })
         .collect();
     if cli.format == Format::Json {
-        let list: Vec<_> = status.iter().map(|(n, u, d)| json!({ "name": n, "usable": u, "description": d })).collect();
+        let list: Vec<_> = status
+            .iter()
+            .map(|(n, u, d)| json!({ "name": n, "usable": u, "description": d }))
+            .collect();
         return print_json(&list);
     }
     let rows: Vec<Vec<String>> = status.into_iter().map(|(n, u, d)| vec![n, u, d]).collect();
@@ -250,7 +300,11 @@ fn backends(cli: &Cli) -> Result<()> {
 
 fn fetch(cli: &Cli, args: &FetchArgs) -> Result<()> {
     let spec = dataset_spec(&args.dataset)?;
-    let mirrors: Vec<String> = if args.mirror.is_empty() { spec.mirrors.iter().map(|m| m.to_string()).collect() } else { args.mirror.clone() };
+    let mirrors: Vec<String> = if args.mirror.is_empty() {
+        spec.mirrors.iter().map(|m| m.to_string()).collect()
+    } else {
+        args.mirror.clone()
+    };
     let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir).join(spec.name);
     let mut paths = Vec::new();
     for split in [Split::Train, Split::Test] {
@@ -286,12 +340,18 @@ fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
     } else {
         dataset_spec(&args.data.dataset)?.files(split)
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     for (file, array) in [(image_file, images), (label_file, labels)] {
         let path = args.out.join(file.name);
-        std::fs::write(&path, gzip(&array.to_bytes())).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, gzip(&array.to_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    write_json(&args.out, "sample.json", &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }))?;
+    write_json(
+        &args.out,
+        "sample.json",
+        &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }),
+    )?;
     if cli.format == Format::Table {
         println!("wrote {} of {} samples to {}", args.count, n, args.out.display());
     }

@@ -23,7 +23,11 @@ pub struct LoadedModel {
 }
 
 /// Loads `path` (or the embedded model) with the named backend.
-pub fn load_model_from(path: Option<&Path>, backend: &str, threads: Option<usize>) -> Result<LoadedModel> {
+pub fn load_model_from(
+    path: Option<&Path>,
+    backend: &str,
+    threads: Option<usize>,
+) -> Result<LoadedModel> {
     let entry = nnlens_core::backend(backend)?;
     if let Err(reason) = (entry.available)() {
         bail!("backend '{backend}' is compiled in but cannot run here: {reason}");
@@ -76,19 +80,36 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
     let split: Split = args.split.parse()?;
     let (data, files, name) = if args.dataset == "embedded" {
         if split != Split::Test {
-            bail!("the embedded dataset is a sample of the Fashion-MNIST test split only; use --split test");
+            bail!(
+                "the embedded dataset is a sample of the Fashion-MNIST test split only; use --split test"
+            );
         }
         if args.data_dir.is_some() {
-            bail!("--data-dir needs --dataset fashion-mnist or mnist (the embedded sample needs no files)");
+            bail!(
+                "--data-dir needs --dataset fashion-mnist or mnist (the embedded sample needs no files)"
+            );
         }
         let images = parse_idx(assets::IMAGES, Path::new("embedded:t10k-images-idx3-ubyte.gz"))?;
         let labels = parse_idx(assets::LABELS, Path::new("embedded:t10k-labels-idx1-ubyte.gz"))?;
         let classes = dataset_spec("fashion-mnist")?.classes.len();
-        let data = ImageDataSet::from_idx("embedded/test", &images, &labels, scale(args.pixel_scale), classes)?;
-        let files = [("embedded:t10k-images-idx3-ubyte.gz", assets::IMAGES), ("embedded:t10k-labels-idx1-ubyte.gz", assets::LABELS)]
-            .iter()
-            .map(|(p, b)| ArtifactRef { path: (*p).into(), sha256: hex::encode(Sha256::digest(b)), bytes: b.len() as u64 })
-            .collect();
+        let data = ImageDataSet::from_idx(
+            "embedded/test",
+            &images,
+            &labels,
+            scale(args.pixel_scale),
+            classes,
+        )?;
+        let files = [
+            ("embedded:t10k-images-idx3-ubyte.gz", assets::IMAGES),
+            ("embedded:t10k-labels-idx1-ubyte.gz", assets::LABELS),
+        ]
+        .iter()
+        .map(|(p, b)| ArtifactRef {
+            path: (*p).into(),
+            sha256: hex::encode(Sha256::digest(b)),
+            bytes: b.len() as u64,
+        })
+        .collect();
         (data, files, "embedded (1000 Fashion-MNIST test images)".to_string())
     } else {
         let spec = dataset_spec(&args.dataset)?;
@@ -119,6 +140,7 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
         }
         Some(n) => data.subset(&(0..n).collect::<Vec<_>>())?,
     };
-    let reference = DatasetRef { name, split: Some(split.as_str().into()), samples: data.len(), files };
+    let reference =
+        DatasetRef { name, split: Some(split.as_str().into()), samples: data.len(), files };
     Ok(LoadedData { data, reference })
 }

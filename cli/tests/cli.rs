@@ -42,7 +42,8 @@ fn write_split(dir: &Path, n: usize) -> (Vec<u8>, Vec<u8>) {
         dims: vec![n, 28, 28],
         data: IdxData::U8((0..n * 784).map(|i| ((i * 13) % 256) as u8).collect()),
     };
-    let labels = IdxArray { dims: vec![n], data: IdxData::U8((0..n).map(|i| (i % 10) as u8).collect()) };
+    let labels =
+        IdxArray { dims: vec![n], data: IdxData::U8((0..n).map(|i| (i % 10) as u8).collect()) };
     let (img, lab) = (gzip(&images.to_bytes()), gzip(&labels.to_bytes()));
     std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), &img).unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), &lab).unwrap();
@@ -52,7 +53,19 @@ fn write_split(dir: &Path, n: usize) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn layers_of_the_embedded_model() {
     let text = stdout(&["layers"]);
-    for name in ["conv_1", "relu_1", "maxp_1", "conv_2", "relu_2", "maxp_2", "flat", "dense_1", "relu_3", "dense_2", "softmax (output)"] {
+    for name in [
+        "conv_1",
+        "relu_1",
+        "maxp_1",
+        "conv_2",
+        "relu_2",
+        "maxp_2",
+        "flat",
+        "dense_1",
+        "relu_3",
+        "dense_2",
+        "softmax (output)",
+    ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
     let doc = json(&["layers"]);
@@ -88,8 +101,19 @@ fn evaluate_writes_a_result_file_and_reads_a_data_dir() {
     write_split(dir.path(), 12);
     let out = dir.path().join("out");
     let d = dir.path().to_str().unwrap();
-    stdout(&["--seed", "3", "evaluate", "--dataset", "fashion-mnist", "--data-dir", d, "--out", out.to_str().unwrap()]);
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    stdout(&[
+        "--seed",
+        "3",
+        "evaluate",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        d,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(doc["result"]["samples"], 12);
     assert_eq!(doc["manifest"]["seed"], 3);
     assert_eq!(doc["manifest"]["dataset"]["files"].as_array().unwrap().len(), 2);
@@ -99,7 +123,15 @@ fn evaluate_writes_a_result_file_and_reads_a_data_dir() {
 fn predict_writes_npy_per_layer() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("acts");
-    let doc = json(&["predict", "--layers", "maxp_2,softmax", "--samples", "3", "--out", out.to_str().unwrap()]);
+    let doc = json(&[
+        "predict",
+        "--layers",
+        "maxp_2,softmax",
+        "--samples",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(doc["result"][0]["shape"], serde_json::json!([3, 7, 7, 64]));
     let probs: ndarray::ArrayD<f32> = ndarray_npy_read(&out.join("softmax.npy"));
     assert_eq!(probs.shape(), &[3, 10]);
@@ -125,19 +157,34 @@ fn sample_writes_idx_that_loads_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s");
     stdout(&["--seed", "5", "sample", "--count", "20", "--out", out.to_str().unwrap()]);
-    let doc = json(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", out.to_str().unwrap()]);
+    let doc =
+        json(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", out.to_str().unwrap()]);
     assert_eq!(doc["result"]["samples"], 20);
     let a = std::fs::read_to_string(out.join("sample.json")).unwrap();
     stdout(&["--seed", "5", "sample", "--count", "20", "--out", out.to_str().unwrap()]);
-    assert_eq!(a, std::fs::read_to_string(out.join("sample.json")).unwrap(), "same seed, same sample");
+    assert_eq!(
+        a,
+        std::fs::read_to_string(out.join("sample.json")).unwrap(),
+        "same seed, same sample"
+    );
 }
 
 #[test]
 fn truncated_idx_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let (images, _) = write_split(dir.path(), 4);
-    std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images[..images.len() - 100])).unwrap();
-    let e = fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    std::fs::write(
+        dir.path().join("t10k-images-idx3-ubyte.gz"),
+        gzip(&images[..images.len() - 100]),
+    )
+    .unwrap();
+    let e = fails(&[
+        "evaluate",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(e.contains("truncated") && e.contains("t10k-images-idx3-ubyte.gz"), "{e}");
 }
 
@@ -184,7 +231,13 @@ fn images_of_another_size_are_an_error() {
     let labels = IdxArray { dims: vec![2], data: IdxData::U8(vec![1, 2]) };
     std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images.to_bytes())).unwrap();
     std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gzip(&labels.to_bytes())).unwrap();
-    let e = fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    let e = fails(&[
+        "evaluate",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(e.contains("784") && e.contains("16"), "{e}");
 }
 

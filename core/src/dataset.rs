@@ -77,7 +77,12 @@ impl ArrayDataSet {
             });
         }
         let data_shape = data.shape()[1..].to_vec();
-        Ok(Self { data: data.as_standard_layout().into_owned(), data_shape, labels, transposed: false })
+        Ok(Self {
+            data: data.as_standard_layout().into_owned(),
+            data_shape,
+            labels,
+            transposed: false,
+        })
     }
 
     /// The number of samples.

@@ -47,7 +47,10 @@ const EPSILON: f64 = 1e-7;
 /// # Errors
 /// [`CoreError::Shape`] when `labels` and `output` disagree, [`CoreError::Label`] for a label
 /// outside the classes, [`CoreError::NonFinite`] for a NaN or infinite output.
-pub fn cross_entropy_of_output(output: ArrayView2<'_, f32>, labels: &[usize]) -> Result<Evaluation> {
+pub fn cross_entropy_of_output(
+    output: ArrayView2<'_, f32>,
+    labels: &[usize],
+) -> Result<Evaluation> {
     let (n, classes) = output.dim();
     if n != labels.len() {
         return Err(CoreError::Shape {
@@ -119,7 +122,10 @@ mod tests {
         assert!(matches!(cross_entropy_of_output(p.view(), &[2]), Err(CoreError::Label { .. })));
         assert!(matches!(cross_entropy_of_output(p.view(), &[0, 1]), Err(CoreError::Shape { .. })));
         let nan = array![[f32::NAN, 0.5]];
-        assert!(matches!(cross_entropy_of_output(nan.view(), &[0]), Err(CoreError::NonFinite { .. })));
+        assert!(matches!(
+            cross_entropy_of_output(nan.view(), &[0]),
+            Err(CoreError::NonFinite { .. })
+        ));
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 use ndarray::{Array2, ArrayD, ArrayViewD, Ix2, IxDyn};
 
-use crate::{Activations, CoreError, Evaluation, ModelStructure, Result, cross_entropy_of_output};
 use crate::structure::InputStructure;
+use crate::{Activations, CoreError, Evaluation, ModelStructure, Result, cross_entropy_of_output};
 
 /// A trained network that nnlens can measure. Backends implement it; metrics use it only
 /// through this trait, so no engine type ever reaches them.
@@ -45,11 +45,12 @@ pub trait Model: Send + Sync {
     fn evaluate(&self, x: ArrayViewD<'_, f32>, labels: &[usize]) -> Result<Evaluation> {
         let output = self.predict_output(x)?;
         let shape = output.shape().to_vec();
-        let output: Array2<f32> = output.into_dimensionality::<Ix2>().map_err(|_| CoreError::Shape {
-            what: "the model's output".into(),
-            expected: "[batch, classes]".into(),
-            got: format!("{shape:?}"),
-        })?;
+        let output: Array2<f32> =
+            output.into_dimensionality::<Ix2>().map_err(|_| CoreError::Shape {
+                what: "the model's output".into(),
+                expected: "[batch, classes]".into(),
+                got: format!("{shape:?}"),
+            })?;
         cross_entropy_of_output(output.view(), labels)
     }
 }
@@ -106,7 +107,12 @@ mod tests {
     use ndarray::Array;
 
     fn input(shape: &[usize], c: Option<usize>) -> InputStructure {
-        InputStructure { name: "x".into(), shape: shape.to_vec(), channel_axis: c, dtype: "f32".into() }
+        InputStructure {
+            name: "x".into(),
+            shape: shape.to_vec(),
+            channel_axis: c,
+            dtype: "f32".into(),
+        }
     }
 
     #[test]
@@ -124,7 +130,8 @@ mod tests {
     #[test]
     fn transposes_colour_images_for_channels_first_inputs() {
         // value = 100 * c + 10 * h + w
-        let x = Array::from_shape_fn(IxDyn(&[1, 2, 2, 3]), |i| (100 * i[3] + 10 * i[1] + i[2]) as f32);
+        let x =
+            Array::from_shape_fn(IxDyn(&[1, 2, 2, 3]), |i| (100 * i[3] + 10 * i[1] + i[2]) as f32);
         let y = conform_input(x, &input(&[3, 2, 2], Some(0))).unwrap();
         assert_eq!(y.shape(), &[1, 3, 2, 2]);
         assert_eq!(y[[0, 2, 1, 0]], 210.0);
@@ -137,6 +144,9 @@ mod tests {
         assert!(e.contains("784") && e.contains("25"), "{e}");
         let mut x = Array::<f32, _>::zeros(IxDyn(&[1, 3]));
         x[[0, 1]] = f32::NAN;
-        assert!(matches!(conform_input(x, &input(&[3], None)), Err(CoreError::NonFinite { index: 1, .. })));
+        assert!(matches!(
+            conform_input(x, &input(&[3], None)),
+            Err(CoreError::NonFinite { index: 1, .. })
+        ));
     }
 }

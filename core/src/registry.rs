@@ -107,6 +107,12 @@ pub struct BackendOptions {
     pub threads: Option<usize>,
 }
 
+/// Loads a model file with a backend.
+pub type LoadFn = fn(&Path, &BackendOptions) -> Result<Box<dyn Model>>;
+
+/// Loads a model from the bytes of a file (`label` names it in errors).
+pub type LoadBytesFn = fn(&[u8], &str, &BackendOptions) -> Result<Box<dyn Model>>;
+
 /// A registered inference backend.
 pub struct BackendEntry {
     /// The name users type (`tract`).
@@ -116,9 +122,9 @@ pub struct BackendEntry {
     /// Whether the backend can run here; `Err` says why not and how to fix it.
     pub available: fn() -> std::result::Result<(), String>,
     /// Loads a model file.
-    pub load: fn(&Path, &BackendOptions) -> Result<Box<dyn Model>>,
+    pub load: LoadFn,
     /// Loads a model from the bytes of a file (`label` names it in errors).
-    pub load_bytes: fn(&[u8], &str, &BackendOptions) -> Result<Box<dyn Model>>,
+    pub load_bytes: LoadBytesFn,
 }
 
 inventory::collect!(BackendEntry);

@@ -44,13 +44,9 @@ impl LayerStructure {
     /// without features.
     pub fn shape_feature(&self) -> Vec<usize> {
         match self.channel_axis {
-            Some(c) if self.is_feature_layer() => self
-                .shape
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != c)
-                .map(|(_, d)| *d)
-                .collect(),
+            Some(c) if self.is_feature_layer() => {
+                self.shape.iter().enumerate().filter(|(i, _)| *i != c).map(|(_, d)| *d).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -111,11 +107,7 @@ impl ModelStructure {
     /// # Errors
     /// [`CoreError::OutOfRange`] when `output` is not a layer index, [`CoreError::Empty`] when
     /// there are no layers.
-    pub fn new(
-        input: InputStructure,
-        layers: Vec<LayerStructure>,
-        output: usize,
-    ) -> Result<Self> {
+    pub fn new(input: InputStructure, layers: Vec<LayerStructure>, output: usize) -> Result<Self> {
         if layers.is_empty() {
             return Err(CoreError::Empty("the model's list of layers".into()));
         }

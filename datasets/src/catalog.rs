@@ -243,15 +243,16 @@ pub fn load_split(
     let images = read_idx(&images_path)?;
     let labels = read_idx(&labels_path)?;
     let name = format!("{}/{}", spec.name, split.as_str());
-    let data = ImageDataSet::from_idx(&name, &images, &labels, scale, spec.classes.len())
-        .map_err(|e| match e {
+    let data = ImageDataSet::from_idx(&name, &images, &labels, scale, spec.classes.len()).map_err(
+        |e| match e {
             DatasetError::Inconsistent(msg) => DatasetError::Inconsistent(format!(
                 "{msg} ({} and {})",
                 images_path.display(),
                 labels_path.display()
             )),
             other => other,
-        })?;
+        },
+    )?;
     Ok((data, vec![artifact(&images_path)?, artifact(&labels_path)?]))
 }
 
@@ -272,14 +273,17 @@ mod tests {
     #[test]
     fn loads_a_split_from_a_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let images = IdxArray { dims: vec![3, 2, 2], data: IdxData::U8((0..12).map(|i| i * 20).collect()) };
+        let images =
+            IdxArray { dims: vec![3, 2, 2], data: IdxData::U8((0..12).map(|i| i * 20).collect()) };
         let labels = IdxArray { dims: vec![3], data: IdxData::U8(vec![4, 0, 9]) };
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images.to_bytes())).unwrap();
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images.to_bytes()))
+            .unwrap();
         // Uncompressed labels are found too.
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), labels.to_bytes()).unwrap();
         let spec = dataset_spec("fashion-mnist").unwrap();
         let (data, files) =
-            load_split(spec, Split::Test, &Source::Dir(dir.path().into()), PixelScale::Unit).unwrap();
+            load_split(spec, Split::Test, &Source::Dir(dir.path().into()), PixelScale::Unit)
+                .unwrap();
         assert_eq!(data.len(), 3);
         assert_eq!(data.labels(), &[4, 0, 9]);
         assert_eq!(files.len(), 2);

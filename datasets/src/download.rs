@@ -56,10 +56,8 @@ pub fn fetch_file(file: &FileSpec, mirrors: &[String], dir: &Path) -> Result<Pat
         tracing::warn!(path = %dest.display(), "cached file has the wrong checksum; fetching it again");
     }
     std::fs::create_dir_all(dir).map_err(|source| DatasetError::Io { path: dir.into(), source })?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build().into();
     let mut failures = Vec::new();
     for mirror in mirrors {
         let url = format!("{}/{}", mirror.trim_end_matches('/'), file.name);

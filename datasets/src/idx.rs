@@ -158,7 +158,9 @@ fn parse_stream(r: &mut dyn Read, format: &dyn Fn(String) -> DatasetError) -> Re
     let data = match type_code {
         0x08 => IdxData::U8(body),
         0x09 => IdxData::I8(body.into_iter().map(|b| b as i8).collect()),
-        0x0B => IdxData::I16(body.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect()),
+        0x0B => {
+            IdxData::I16(body.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect())
+        }
         0x0C => IdxData::I32(
             body.chunks_exact(4).map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect(),
         ),

@@ -71,7 +71,9 @@ impl ImageDataSet {
         if n == 0 {
             return Err(CoreError::Empty(format!("dataset {name}")).into());
         }
-        if let Some((row, &l)) = label_bytes.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
+        if let Some((row, &l)) =
+            label_bytes.iter().enumerate().find(|(_, l)| **l as usize >= classes)
+        {
             return Err(bad(format!("label {l} at row {row} is not below {classes} classes")));
         }
         Ok(Self {
@@ -141,7 +143,9 @@ impl ImageDataSet {
             return Err(CoreError::Empty(format!("the subset of {}", self.name)).into());
         }
         if let Some(&index) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(CoreError::OutOfRange { what: self.name.clone(), index, len: self.len() }.into());
+            return Err(
+                CoreError::OutOfRange { what: self.name.clone(), index, len: self.len() }.into()
+            );
         }
         let per = self.rows * self.cols;
         let mut pixels = Vec::with_capacity(indices.len() * per);
@@ -160,7 +164,10 @@ impl ImageDataSet {
     /// The images and labels as IDX arrays (for writing a sample of a dataset).
     pub fn to_idx(&self) -> (IdxArray, IdxArray) {
         (
-            IdxArray { dims: vec![self.len(), self.rows, self.cols], data: IdxData::U8(self.pixels.clone()) },
+            IdxArray {
+                dims: vec![self.len(), self.rows, self.cols],
+                data: IdxData::U8(self.pixels.clone()),
+            },
             IdxArray {
                 dims: vec![self.len()],
                 data: IdxData::U8(self.labels.iter().map(|&l| l as u8).collect()),
@@ -185,7 +192,11 @@ impl DataSet for ImageDataSet {
     fn get_matrix(&self, rows: &[usize], cols: &[usize]) -> nnlens_core::Result<ArrayD<f32>> {
         for (what, idx, len) in [("rows", rows, self.height()), ("columns", cols, self.width())] {
             if let Some(&index) = idx.iter().find(|&&i| i >= len) {
-                return Err(CoreError::OutOfRange { what: format!("{} {what}", self.name), index, len });
+                return Err(CoreError::OutOfRange {
+                    what: format!("{} {what}", self.name),
+                    index,
+                    len,
+                });
             }
         }
         let per = self.rows * self.cols;
@@ -215,7 +226,8 @@ mod tests {
     use super::*;
 
     fn small() -> ImageDataSet {
-        let images = IdxArray { dims: vec![3, 2, 2], data: IdxData::U8((0..12).map(|i| i * 20).collect()) };
+        let images =
+            IdxArray { dims: vec![3, 2, 2], data: IdxData::U8((0..12).map(|i| i * 20).collect()) };
         let labels = IdxArray { dims: vec![3], data: IdxData::U8(vec![1, 0, 2]) };
         ImageDataSet::from_idx("t", &images, &labels, PixelScale::Unit, 3).unwrap()
     }
@@ -247,7 +259,9 @@ mod tests {
     fn inconsistent_files_are_errors() {
         let images = IdxArray { dims: vec![2, 2, 2], data: IdxData::U8(vec![0; 8]) };
         let labels = IdxArray { dims: vec![3], data: IdxData::U8(vec![0; 3]) };
-        let e = ImageDataSet::from_idx("t", &images, &labels, PixelScale::Unit, 10).unwrap_err().to_string();
+        let e = ImageDataSet::from_idx("t", &images, &labels, PixelScale::Unit, 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 images"), "{e}");
         let labels = IdxArray { dims: vec![2], data: IdxData::U8(vec![0, 12]) };
         assert!(ImageDataSet::from_idx("t", &images, &labels, PixelScale::Unit, 10).is_err());

@@ -63,7 +63,10 @@ mod tests {
     fn numeric_types_become_f32() {
         let p = Path::new("a.npy");
         let u = array![[0u8, 255], [7, 9]];
-        assert_eq!(parse_npy_f32(&bytes_of(&u), p).unwrap().into_raw_vec_and_offset().0, vec![0.0, 255.0, 7.0, 9.0]);
+        assert_eq!(
+            parse_npy_f32(&bytes_of(&u), p).unwrap().into_raw_vec_and_offset().0,
+            vec![0.0, 255.0, 7.0, 9.0]
+        );
         let d = array![[0.5f64, -1.25]];
         assert_eq!(parse_npy_f32(&bytes_of(&d), p).unwrap().shape(), &[1, 2]);
         let i = array![[-3i64]];

@@ -24,7 +24,8 @@ pub fn shared_model(name: &str) -> PathBuf {
 pub fn load(backend: &str, path: &std::path::Path) -> Box<dyn Model> {
     nnlens_plugins::link();
     let entry = nnlens_core::backend(backend).unwrap();
-    (entry.load)(path, &BackendOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    (entry.load)(path, &BackendOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A split of a shared dataset (`fashion-mnist` or `mnist`).

@@ -67,7 +67,10 @@ fn fashion_cnn_structure() {
         let s = model.structure();
         assert_eq!(
             s.names(),
-            ["conv_1", "relu_1", "maxp_1", "conv_2", "relu_2", "maxp_2", "flat", "dense_1", "relu_3", "dense_2", "softmax"]
+            [
+                "conv_1", "relu_1", "maxp_1", "conv_2", "relu_2", "maxp_2", "flat", "dense_1",
+                "relu_3", "dense_2", "softmax"
+            ]
         );
         assert_eq!(s.output_layer().name, "softmax");
         for l in &s.layers[..6] {
@@ -102,7 +105,11 @@ fn all_layers_match(backend: &str, model: &str, layers_model: &str, dataset: &st
         if let (Some(c), Some(c_ref)) = (layer.channel_axis, theirs_layer.channel_axis)
             && layer.is_feature_layer()
         {
-            assert_eq!(c_ref + 1, theirs_layer.shape.len(), "the _layers outputs are channels-last");
+            assert_eq!(
+                c_ref + 1,
+                theirs_layer.shape.len(),
+                "the _layers outputs are channels-last"
+            );
             got = channel_last(&got, c + 1);
         }
         let diff = max_abs_diff(&got, expected);

@@ -40,11 +40,53 @@ const CHANNEL_FIRST_OPS: &[&str] = &[
 
 /// Operators that keep the layout of their (first) input.
 const LAYOUT_PRESERVING_OPS: &[&str] = &[
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid",
-    "HardSwish", "Tanh", "Softplus", "Softsign", "Mish", "Clip", "Identity", "Dropout", "Cast",
-    "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Where", "Pad", "Resize",
-    "Upsample", "Concat", "ThresholdedRelu", "Shrink", "QuantizeLinear", "DequantizeLinear",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Clip",
+    "Identity",
+    "Dropout",
+    "Cast",
+    "Neg",
+    "Abs",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Erf",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Mean",
+    "Sum",
+    "Where",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "Concat",
+    "ThresholdedRelu",
+    "Shrink",
+    "QuantizeLinear",
+    "DequantizeLinear",
 ];
 
 /// Operators that are aliases of their input: placed right after it in the layer order.
@@ -111,7 +153,9 @@ pub(crate) fn read_graph(proto: &pb::ModelProto) -> Result<GraphInfo, String> {
     let input_sample_dims = dims[1..]
         .iter()
         .map(|d| match d.value {
-            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => Some(v as usize),
+            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => {
+                Some(v as usize)
+            }
             _ => None,
         })
         .collect();
@@ -154,12 +198,14 @@ pub(crate) fn read_graph(proto: &pb::ModelProto) -> Result<GraphInfo, String> {
         .enumerate()
         .flat_map(|(i, n)| {
             let positions = &positions;
-            n.outputs.iter().filter(|o| !o.contains(crate::rewrite::INTERNAL_MARK)).map(move |o| TensorInfo {
-                name: o.clone(),
-                op: n.op.clone(),
-                node: i,
-                position: positions[i],
-                layer_name: layer_name_of(o),
+            n.outputs.iter().filter(|o| !o.contains(crate::rewrite::INTERNAL_MARK)).map(move |o| {
+                TensorInfo {
+                    name: o.clone(),
+                    op: n.op.clone(),
+                    node: i,
+                    position: positions[i],
+                    layer_name: layer_name_of(o),
+                }
             })
         })
         .collect();

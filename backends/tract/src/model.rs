@@ -6,8 +6,8 @@ use nnlens_core::{
     Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
 };
 use tract_onnx::pb;
-use tract_onnx::prelude::*;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::prelude::*;
 
 use crate::graph::{GraphInfo, guess_sample_channel_axis, read_graph};
 
@@ -59,6 +59,8 @@ fn chain(e: &TractError_) -> String {
 
 type TractError_ = tract_onnx::prelude::TractError;
 type Plan = Arc<TypedRunnableModel>;
+/// The element type and (if concrete) shape of a typed output.
+type OutputFact = (DatumType, Option<Vec<usize>>);
 
 /// The input element types nnlens can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +103,11 @@ impl TractModel {
     ///
     /// # Errors
     /// As [`Self::load`].
-    pub fn from_bytes(bytes: &[u8], label: &str, _options: &BackendOptions) -> Result<Self, TractError> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        label: &str,
+        _options: &BackendOptions,
+    ) -> Result<Self, TractError> {
         let invalid = |message: String| TractError::Invalid { label: label.to_string(), message };
         let onnx = tract_onnx::onnx();
         let mut proto: pb::ModelProto = onnx
@@ -115,13 +121,21 @@ impl TractModel {
         let input_type = match graph.input_elem_type {
             1 => InputType::F32,
             11 => InputType::F64,
-            t => return Err(invalid(format!("input element type {t} is not supported (f32 or f64)"))),
+            t => {
+                return Err(invalid(format!(
+                    "input element type {t} is not supported (f32 or f64)"
+                )));
+            }
         };
         let sample: Vec<usize> = graph
             .input_sample_dims
             .iter()
             .enumerate()
-            .map(|(i, d)| d.ok_or_else(|| invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))))
+            .map(|(i, d)| {
+                d.ok_or_else(|| {
+                    invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))
+                })
+            })
             .collect::<Result<_, _>>()?;
         let inference = onnx
             .model_for_proto_model(&proto)
@@ -179,7 +193,7 @@ impl TractModel {
     /// floating-point tensors whose first axis is the batch.
     fn discover(&mut self, graph: &GraphInfo) -> Result<(), TractError> {
         let names: Vec<&str> = graph.tensors.iter().map(|t| t.name.as_str()).collect();
-        let typed = |batch: usize| -> Result<Vec<(DatumType, Option<Vec<usize>>)>, TractError> {
+        let typed = |batch: usize| -> Result<Vec<OutputFact>, TractError> {
             let mut m = self.inference.clone();
             m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
             m.select_outputs_by_name(names.iter()).map_err(|e| self.engine(e))?;
@@ -267,9 +281,10 @@ impl TractModel {
             .outputs
             .iter()
             .filter_map(|o| {
-                layers.iter().position(|l| l.tensor == *o).or_else(|| {
-                    groups.iter().position(|(_, m)| m.iter().any(|t| t.name == *o))
-                })
+                layers
+                    .iter()
+                    .position(|l| l.tensor == *o)
+                    .or_else(|| groups.iter().position(|(_, m)| m.iter().any(|t| t.name == *o)))
             })
             .collect();
         let output = output_layers
@@ -288,7 +303,12 @@ impl TractModel {
             .iter()
             .map(|&n| match self.structure.layer_index(n) {
                 Ok(i) => Ok(self.structure.layers[i].tensor.clone()),
-                Err(e) => self.tensors.iter().find(|t| t.tensor == n).map(|t| t.tensor.clone()).ok_or(e.into()),
+                Err(e) => self
+                    .tensors
+                    .iter()
+                    .find(|t| t.tensor == n)
+                    .map(|t| t.tensor.clone())
+                    .ok_or(e.into()),
             })
             .collect()
     }
@@ -302,13 +322,17 @@ impl TractModel {
         let mut m = self.inference.clone();
         m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
         m.select_outputs_by_name(tensors.iter()).map_err(|e| self.engine(e))?;
-        let plan = m.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| self.engine(e))?;
+        let plan =
+            m.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| self.engine(e))?;
         self.plans.lock().map_err(|_| self.poisoned())?.insert(key, plan.clone());
         Ok(plan)
     }
 
     fn poisoned(&self) -> TractError {
-        TractError::Engine { label: self.label.clone(), message: "plan cache poisoned by an earlier panic".into() }
+        TractError::Engine {
+            label: self.label.clone(),
+            message: "plan cache poisoned by an earlier panic".into(),
+        }
     }
 
     fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, TractError> {
@@ -317,7 +341,10 @@ impl TractModel {
         if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {
             return Err(CoreError::Shape {
                 what: format!("input of {}", self.label),
-                expected: format!("[batch, {}]", input.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                expected: format!(
+                    "[batch, {}]",
+                    input.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                ),
                 got: format!("{:?}", x.shape()),
             }
             .into());
@@ -375,7 +402,11 @@ impl Model for TractModel {
         &self.structure
     }
 
-    fn predict(&self, x: ArrayViewD<'_, f32>, layers: Option<&[&str]>) -> nnlens_core::Result<Activations> {
+    fn predict(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        layers: Option<&[&str]>,
+    ) -> nnlens_core::Result<Activations> {
         let all;
         let names = match layers {
             Some(names) => names,

@@ -26,7 +26,13 @@ fn float_initializer(name: String, values: Vec<f32>) -> pb::TensorProto {
 }
 
 fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> pb::NodeProto {
-    pb::NodeProto { op_type: op.into(), name, input: inputs, output: vec![output], ..Default::default() }
+    pb::NodeProto {
+        op_type: op.into(),
+        name,
+        input: inputs,
+        output: vec![output],
+        ..Default::default()
+    }
 }
 
 /// Lowers the operators tract lacks; returns the names of the operators rewritten.
@@ -56,7 +62,12 @@ pub(crate) fn lower_unsupported(proto: &mut pb::ModelProto) -> Result<Vec<String
         let prefix = format!("{y}{INTERNAL_MARK}");
         graph.initializer.push(float_initializer(format!("{prefix}offset"), offset));
         graph.initializer.push(float_initializer(format!("{prefix}scale"), scale));
-        let mut cast = node("Cast", format!("{}{INTERNAL_MARK}cast", n.name), vec![x.clone()], format!("{prefix}float"));
+        let mut cast = node(
+            "Cast",
+            format!("{}{INTERNAL_MARK}cast", n.name),
+            vec![x.clone()],
+            format!("{prefix}float"),
+        );
         cast.attribute.push(pb::AttributeProto {
             name: "to".into(),
             r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -70,7 +81,12 @@ pub(crate) fn lower_unsupported(proto: &mut pb::ModelProto) -> Result<Vec<String
             vec![format!("{prefix}float"), format!("{prefix}offset")],
             format!("{prefix}centred"),
         ));
-        nodes.push(node("Mul", n.name.clone(), vec![format!("{prefix}centred"), format!("{prefix}scale")], y.clone()));
+        nodes.push(node(
+            "Mul",
+            n.name.clone(),
+            vec![format!("{prefix}centred"), format!("{prefix}scale")],
+            y.clone(),
+        ));
         rewritten.push(format!("Scaler '{}'", n.name));
     }
     graph.node = nodes;

@@ -16,7 +16,13 @@ fn weights(n: usize, k: usize) -> Vec<f32> {
 }
 
 fn tensor(name: &str, dims: &[i64], values: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: 1, float_data: values, ..Default::default() }
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: values,
+        ..Default::default()
+    }
 }
 
 fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
@@ -70,9 +76,19 @@ fn fixture_bytes() -> Vec<u8> {
         name: "fixture".into(),
         node: vec![
             node("Cast", &["x"], "xf", vec![int("to", 1)]),
-            node("Conv", &["xf", "conv_w", "conv_b"], "net/conv/Conv:0", vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])]),
+            node(
+                "Conv",
+                &["xf", "conv_w", "conv_b"],
+                "net/conv/Conv:0",
+                vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])],
+            ),
             node("Relu", &["net/conv/Conv:0"], "net/relu/Relu:0", vec![]),
-            node("MaxPool", &["net/relu/Relu:0"], "net/pool/MaxPool:0", vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]),
+            node(
+                "MaxPool",
+                &["net/relu/Relu:0"],
+                "net/pool/MaxPool:0",
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
             node("Flatten", &["net/pool/MaxPool:0"], "net/flat/Flatten:0", vec![int("axis", 1)]),
             node("Gemm", &["net/flat/Flatten:0", "dense_w", "dense_b"], "net/dense/Gemm:0", vec![]),
             node("Softmax", &["net/dense/Gemm:0"], "probs", vec![int("axis", 1)]),
@@ -85,7 +101,10 @@ fn fixture_bytes() -> Vec<u8> {
             tensor("dense_b", &[3], vec![0.05, 0.0, -0.05]),
         ],
         input: vec![value_info("x", 11, &[None, Some(1), Some(4), Some(4)])],
-        output: vec![value_info("probs", 1, &[None, Some(3)]), value_info("relu_alias", 1, &[None, Some(2), Some(4), Some(4)])],
+        output: vec![
+            value_info("probs", 1, &[None, Some(3)]),
+            value_info("relu_alias", 1, &[None, Some(2), Some(4), Some(4)]),
+        ],
         ..Default::default()
     };
     let model = pb::ModelProto {
@@ -123,7 +142,7 @@ fn by_hand(img: &[f64; 16]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         }
     }
     let relu: Vec<f64> = conv.iter().map(|&v| v.max(0.0)).collect();
-    let mut pool = vec![0.0; 8];
+    let mut pool = [0.0; 8];
     for f in 0..2 {
         for y in 0..2 {
             for x in 0..2 {
@@ -134,7 +153,8 @@ fn by_hand(img: &[f64; 16]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
     }
     let dw: Vec<f64> = weights(24, 3).iter().map(|&v| v as f64).collect();
     let db = [0.05f32 as f64, 0.0, -0.05f32 as f64];
-    let logits: Vec<f64> = (0..3).map(|j| db[j] + (0..8).map(|i| pool[i] * dw[i * 3 + j]).sum::<f64>()).collect();
+    let logits: Vec<f64> =
+        (0..3).map(|j| db[j] + (0..8).map(|i| pool[i] * dw[i * 3 + j]).sum::<f64>()).collect();
     let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
     let probs = logits.iter().map(|l| (l - m).exp() / z).collect();
@@ -142,7 +162,10 @@ fn by_hand(img: &[f64; 16]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
 }
 
 fn images(n: usize) -> ArrayD<f32> {
-    Array4::from_shape_fn((n, 1, 4, 4), |(b, _, y, x)| (((b * 16 + y * 4 + x) * 37 % 23) as f32) / 23.0 - 0.3).into_dyn()
+    Array4::from_shape_fn((n, 1, 4, 4), |(b, _, y, x)| {
+        (((b * 16 + y * 4 + x) * 37 % 23) as f32) / 23.0 - 0.3
+    })
+    .into_dyn()
 }
 
 #[test]
@@ -154,7 +177,10 @@ fn structure_names_orders_and_finds_channels() {
     assert_eq!(s.input.dtype, "f64");
     assert_eq!(s.input.shape, [1, 4, 4]);
     let conv = s.layer("conv").unwrap();
-    assert_eq!((conv.shape.clone(), conv.channel_axis, conv.number_features()), (vec![2, 4, 4], Some(0), 2));
+    assert_eq!(
+        (conv.shape.clone(), conv.channel_axis, conv.number_features()),
+        (vec![2, 4, 4], Some(0), 2)
+    );
     assert_eq!(conv.tensor, "net/conv/Conv:0");
     assert_eq!(s.layer("pool").unwrap().shape_feature(), [2, 2]);
     // What a convolution reads is channels-first too.
@@ -236,11 +262,15 @@ fn bad_inputs_are_errors() {
     assert!(matches!(m.predict(wrong.view(), None), Err(CoreError::Shape { .. })));
     let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 1, 4, 4]));
     assert!(m.predict(empty.view(), None).is_err());
-    let e = TractModel::from_bytes(b"definitely not protobuf", "junk.onnx", &BackendOptions::default()).unwrap_err();
+    let e =
+        TractModel::from_bytes(b"definitely not protobuf", "junk.onnx", &BackendOptions::default())
+            .unwrap_err();
     assert!(e.to_string().contains("junk.onnx"), "{e}");
     let mut bytes = fixture_bytes();
     bytes.truncate(bytes.len() / 2);
     assert!(TractModel::from_bytes(&bytes, "half.onnx", &BackendOptions::default()).is_err());
-    let e = TractModel::load(std::path::Path::new("/nonexistent/m.onnx"), &BackendOptions::default()).unwrap_err();
+    let e =
+        TractModel::load(std::path::Path::new("/nonexistent/m.onnx"), &BackendOptions::default())
+            .unwrap_err();
     assert!(e.to_string().contains("/nonexistent/m.onnx"), "{e}");
 }
