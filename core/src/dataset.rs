@@ -1,4 +1,4 @@
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::{CoreError, Result};
 
@@ -28,11 +28,45 @@ pub trait DataSet: Send + Sync {
     fn is_transposed(&self) -> bool;
 }
 
-/// Checks every index of `indices` against `len`.
+/// A [`DataSet`] of samples x transformations, as `TransformationsDataSet` of
+/// transformational-measures-tf: rows are samples and columns transformations (the other way
+/// round once transposed). Transformations come in numbered groups, chosen with
+/// [`Self::set_transformation_group`].
+pub trait TransformationsDataSet: DataSet {
+    /// The number of transformations of the current set.
+    fn number_of_transformations(&self) -> usize;
+
+    /// Applies the inverse of transformation `transformation` to one sample's activation tensor
+    /// (or input), of shape `[h, w]`, or `[c, h, w]` / `[h, w, c]` with the channel axis given.
+    /// The transformation's parameters are adapted to the tensor's spatial size (see the
+    /// implementation's documentation).
+    ///
+    /// # Errors
+    /// [`CoreError::OutOfRange`] for a transformation index past the end, [`CoreError::Shape`]
+    /// for a tensor without two spatial axes.
+    fn apply_inverse_transformation(
+        &self,
+        tensor: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        transformation: usize,
+    ) -> Result<ArrayD<f32>>;
+
+    /// The number of transformation groups.
+    fn number_of_groups(&self) -> usize;
+
+    /// Replaces the transformations by `n` transformations of group `group`.
+    ///
+    /// # Errors
+    /// [`CoreError::OutOfRange`] for an unknown group, [`CoreError::InvalidParameters`] for `n`
+    /// that the group cannot make (0, say).
+    fn set_transformation_group(&mut self, group: usize, n: usize) -> Result<()>;
+}
+
+/// Checks every index of `indices` against `len` (for [`DataSet::get_matrix`] implementations).
 ///
 /// # Errors
 /// [`CoreError::OutOfRange`] naming `what`.
-pub(crate) fn check_indices(what: &str, indices: &[usize], len: usize) -> Result<()> {
+pub fn check_indices(what: &str, indices: &[usize], len: usize) -> Result<()> {
     match indices.iter().find(|&&i| i >= len) {
         Some(&index) => Err(CoreError::OutOfRange { what: what.to_string(), index, len }),
         None => Ok(()),

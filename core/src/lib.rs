@@ -7,7 +7,8 @@
 //! | --- | --- |
 //! | [`Model`] | a network: its [`ModelStructure`], batched [`Model::predict`] of the activations of any layers, [`Model::evaluate`] |
 //! | [`ModelStructure`], [`LayerStructure`] | the layers of a model, which of them carry feature maps, and where their channel axis is |
-//! | [`DataSet`] | a 2-D matrix of inputs (rows x columns), as in transformational-measures-tf |
+//! | [`DataSet`], [`TransformationsDataSet`] | a 2-D matrix of inputs (rows x columns; samples x transformations), as in transformational-measures-tf |
+//! | [`BlockIterator`], [`Block`] | activations of blocks of a dataset, streamed through a model with memory bounded by the block |
 //! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory` |
 //! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines |
 //! | [`RunManifest`] | the serialisable description of a run |
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod activations;
+mod block;
 mod dataset;
 mod error;
 mod evaluation;
@@ -26,7 +28,8 @@ mod registry;
 mod structure;
 
 pub use activations::Activations;
-pub use dataset::{ArrayDataSet, DataSet};
+pub use block::{Block, BlockIterator, BlockRow};
+pub use dataset::{ArrayDataSet, DataSet, TransformationsDataSet, check_indices};
 pub use error::CoreError;
 pub use evaluation::{Evaluation, cross_entropy_of_output};
 pub use manifest::{ArtifactRef, DatasetRef, RunManifest};
