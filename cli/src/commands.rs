@@ -13,7 +13,10 @@ use serde_json::json;
 
 use crate::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
 use crate::output::{print_json, print_table, progress, write_json};
-use crate::{Cli, Command, EvaluateArgs, FetchArgs, Format, LayersArgs, PredictArgs, SampleArgs};
+use crate::{
+    Cli, Command, EvaluateArgs, FetchArgs, Format, LayersArgs, PredictArgs, SampleArgs,
+    TransformationsArgs,
+};
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
@@ -25,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Backends => backends(cli),
         Command::Fetch(args) => fetch(cli, args),
         Command::Sample(args) => sample(cli, args),
+        Command::Transformations(args) => transformations(cli, args),
     }
 }
 
@@ -48,7 +52,7 @@ fn layers(cli: &Cli, args: &LayersArgs) -> Result<()> {
     if cli.format == Format::Json {
         return print_json(&json!({ "model": loaded.artifact, "structure": s }));
     }
-    println!(
+    crate::out!(
         "model {} ({} layers, {} with feature maps; input {} {})",
         loaded.artifact.path,
         s.number_layers(),
@@ -137,15 +141,15 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
     match cli.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            println!("model     {}", model.artifact.path);
-            println!(
+            crate::out!("model     {}", model.artifact.path);
+            crate::out!(
                 "dataset   {} {} ({} samples)",
                 data.reference.name,
                 data.reference.split.as_deref().unwrap_or("-"),
                 total.samples
             );
-            println!("loss      {:.4}", total.loss());
-            println!("accuracy  {:.4}", total.accuracy());
+            crate::out!("loss      {:.4}", total.loss());
+            crate::out!("accuracy  {:.4}", total.accuracy());
             Ok(())
         }
     }
@@ -255,7 +259,7 @@ fn metrics(cli: &Cli) -> Result<()> {
         return print_json(&list);
     }
     if all.is_empty() {
-        println!("no metrics registered in this build");
+        crate::out!("no metrics registered in this build");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = all
@@ -316,7 +320,7 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> Result<()> {
         Format::Json => print_json(&paths),
         Format::Table => {
             for p in paths {
-                println!("{}", p.display());
+                crate::out!("{}", p.display());
             }
             Ok(())
         }
@@ -353,7 +357,35 @@ fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
         &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }),
     )?;
     if cli.format == Format::Table {
-        println!("wrote {} of {} samples to {}", args.count, n, args.out.display());
+        crate::out!("wrote {} of {} samples to {}", args.count, n, args.out.display());
     }
+    Ok(())
+}
+
+fn transformations(cli: &Cli, args: &TransformationsArgs) -> Result<()> {
+    let set = match (&args.spec, args.group) {
+        (Some(spec), None) => nnlens_transforms::TransformationSet::parse(spec)?,
+        (None, Some(group)) => nnlens_transforms::seed_group(group, args.n, args.size, args.size)?,
+        _ => bail!("give a set spec (e.g. rotation:n=16) or --group G"),
+    };
+    if cli.format == Format::Json {
+        return print_json(&set);
+    }
+    crate::out!("{}: {} transformations", set.spec, set.len());
+    let rows: Vec<Vec<String>> = set
+        .transformations
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let m = t.matrix;
+            vec![
+                i.to_string(),
+                t.name.clone(),
+                format!("[{:.4} {:.4}; {:.4} {:.4}]", m[0][0], m[0][1], m[1][0], m[1][1]),
+                format!("({:.3}, {:.3})", t.translation[0], t.translation[1]),
+            ]
+        })
+        .collect();
+    print_table(&["#", "transformation", "matrix", "translation (px)"], &rows);
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod assets;
 mod commands;
 mod inputs;
+#[macro_use]
 mod output;
 
 use std::path::PathBuf;
@@ -60,6 +61,26 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Write a random sample of a dataset split as IDX files (how the embedded sample is made).
     Sample(SampleArgs),
+    /// List the transformations of a set spec (`rotation:n=16`, `translation:dx=-2..2,dy=-2..2`,
+    /// `scale:0.8..1.2,n=5`, `A*B` products, `A+B` unions) or of a seed group.
+    Transformations(TransformationsArgs),
+}
+
+/// `nnlens transformations`.
+#[derive(Debug, Args)]
+pub struct TransformationsArgs {
+    /// The set spec (omit with --group).
+    pub spec: Option<String>,
+    /// A seed group (0 identity, 1 rotations, 2 x-shifts, 3 y-shifts, 4 x,y-shifts,
+    /// 5 rotations with x-shifts, 6 rotations with y-shifts) instead of a spec.
+    #[arg(long, conflicts_with = "spec")]
+    pub group: Option<usize>,
+    /// How many transformations the group makes.
+    #[arg(long, default_value_t = 8)]
+    pub n: usize,
+    /// Image size (height and width) the seed group is made for.
+    #[arg(long, default_value_t = 28)]
+    pub size: usize,
 }
 
 /// Choosing a model and the engine that runs it.

@@ -38,9 +38,14 @@ fn json(args: &[&str]) -> serde_json::Value {
 
 /// Writes a tiny Fashion-MNIST-named test split (n images of 28x28) into `dir`.
 fn write_split(dir: &Path, n: usize) -> (Vec<u8>, Vec<u8>) {
+    write_split_of_size(dir, n, 28)
+}
+
+/// Writes a test split of n images of `size` x `size` into `dir`; returns the raw IDX bytes.
+fn write_split_of_size(dir: &Path, n: usize, size: usize) -> (Vec<u8>, Vec<u8>) {
     let images = IdxArray {
-        dims: vec![n, 28, 28],
-        data: IdxData::U8((0..n * 784).map(|i| ((i * 13) % 256) as u8).collect()),
+        dims: vec![n, size, size],
+        data: IdxData::U8((0..n * size * size).map(|i| ((i * 13) % 256) as u8).collect()),
     };
     let labels =
         IdxArray { dims: vec![n], data: IdxData::U8((0..n).map(|i| (i % 10) as u8).collect()) };
@@ -227,10 +232,7 @@ fn unknown_names_are_one_line_errors() {
 #[test]
 fn images_of_another_size_are_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let images = IdxArray { dims: vec![2, 4, 4], data: IdxData::U8(vec![9; 32]) };
-    let labels = IdxArray { dims: vec![2], data: IdxData::U8(vec![1, 2]) };
-    std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&images.to_bytes())).unwrap();
-    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gzip(&labels.to_bytes())).unwrap();
+    write_split_of_size(dir.path(), 2, 4);
     let e = fails(&[
         "evaluate",
         "--dataset",
@@ -247,4 +249,34 @@ fn zero_sizes_are_errors() {
     assert!(e.contains("--samples 0"), "{e}");
     let e = fails(&["evaluate", "--batch-size", "0"]);
     assert!(e.contains("--batch-size"), "{e}");
+}
+
+#[test]
+fn transformation_sets_are_listed_and_bad_specs_rejected() {
+    let doc = json(&["transformations", "rotation:n=4*hflip+translation:dx=-1..1"]);
+    assert_eq!(doc["transformations"].as_array().unwrap().len(), 4 + 3);
+    let text = stdout(&["transformations", "--group", "1", "--n", "3"]);
+    assert!(text.contains("rotation(240)"), "{text}");
+    let e = fails(&["transformations", "spin:n=2"]);
+    assert!(e.contains("unknown transformation 'spin'"), "{e}");
+    let e = fails(&["transformations", "--group", "9"]);
+    assert!(e.contains("group 9"), "{e}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command as Std, Stdio};
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("nnlens"))
+        .args(["transformations", "rotation:n=5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
 }

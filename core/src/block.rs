@@ -127,7 +127,8 @@ impl<'a> BlockIterator<'a> {
         let mut parts: Vec<Vec<ArrayD<f32>>> = vec![Vec::new(); names.len()];
         for start in (0..h * w).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(h * w);
-            let acts = self.model.predict(x.slice_axis(Axis(0), (start..end).into()), Some(&names))?;
+            let acts =
+                self.model.predict(x.slice_axis(Axis(0), (start..end).into()), Some(&names))?;
             for (slot, (_, a)) in parts.iter_mut().zip(acts.into_pairs()) {
                 slot.push(a);
             }
@@ -145,7 +146,11 @@ impl<'a> BlockIterator<'a> {
             shape.extend_from_slice(&layer.shape);
             let got = format!("{:?}", joined.shape());
             values.push(joined.into_shape_with_order(IxDyn(&shape)).map_err(|_| {
-                CoreError::Shape { what: format!("layer {}", layer.name), expected: format!("{shape:?}"), got }
+                CoreError::Shape {
+                    what: format!("layer {}", layer.name),
+                    expected: format!("{shape:?}"),
+                    got,
+                }
             })?);
         }
         Ok(Block {
@@ -279,7 +284,9 @@ impl Block {
     /// [`CoreError::OutOfRange`] for any index past the end.
     pub fn at(&self, i: usize, j: usize, l: usize) -> Result<ArrayViewD<'_, f32>> {
         let layer = self.layer(l)?;
-        for (what, index, len) in [("block rows", i, self.height()), ("block columns", j, self.width())] {
+        for (what, index, len) in
+            [("block rows", i, self.height()), ("block columns", j, self.width())]
+        {
             if index >= len {
                 return Err(CoreError::OutOfRange { what: what.into(), index, len });
             }
@@ -335,7 +342,12 @@ mod tests {
                 channel_axis: c,
             };
             let structure = ModelStructure::new(
-                InputStructure { name: "x".into(), shape: vec![2], channel_axis: None, dtype: "f32".into() },
+                InputStructure {
+                    name: "x".into(),
+                    shape: vec![2],
+                    channel_axis: None,
+                    dtype: "f32".into(),
+                },
                 vec![layer("map", vec![2, 2, 2], Some(0)), layer("sum", vec![1], None)],
                 1,
             )
@@ -358,10 +370,17 @@ mod tests {
             for &name in layers.unwrap_or(&["map", "sum"]) {
                 let value = match name {
                     "map" => Array::from_shape_fn(IxDyn(&[n, 2, 2, 2]), |i| {
-                        x[[i[0], 0]] * (i[1] + 1) as f32 + (i[2] * 10 + i[3] * 100) as f32 + x[[i[0], 1]]
+                        x[[i[0], 0]] * (i[1] + 1) as f32
+                            + (i[2] * 10 + i[3] * 100) as f32
+                            + x[[i[0], 1]]
                     }),
                     "sum" => Array::from_shape_fn(IxDyn(&[n, 1]), |i| x[[i[0], 0]] + x[[i[0], 1]]),
-                    other => return Err(CoreError::UnknownLayer { name: other.into(), known: String::new() }),
+                    other => {
+                        return Err(CoreError::UnknownLayer {
+                            name: other.into(),
+                            known: String::new(),
+                        });
+                    }
                 };
                 out.push(name, value);
             }
@@ -390,7 +409,11 @@ mod tests {
             crate::check_indices("rows", rows, self.height())?;
             crate::check_indices("columns", cols, self.width())?;
             Ok(Array::from_shape_fn(IxDyn(&[rows.len(), cols.len(), 2]), |i| {
-                let (s, t) = if self.transposed { (cols[i[1]], rows[i[0]]) } else { (rows[i[0]], cols[i[1]]) };
+                let (s, t) = if self.transposed {
+                    (cols[i[1]], rows[i[0]])
+                } else {
+                    (rows[i[0]], cols[i[1]])
+                };
                 if i[2] == 0 { s as f32 } else { 1000.0 * t as f32 }
             }))
         }
@@ -416,10 +439,20 @@ mod tests {
                     for (j, &c) in block.columns_dataset().iter().enumerate() {
                         seen[r][c] += 1;
                         let (s, t) = if dataset.transposed { (c, r) } else { (r, c) };
-                        let x = Array::from_shape_vec(IxDyn(&[1, 2]), vec![s as f32, 1000.0 * t as f32]).unwrap();
+                        let x = Array::from_shape_vec(
+                            IxDyn(&[1, 2]),
+                            vec![s as f32, 1000.0 * t as f32],
+                        )
+                        .unwrap();
                         let alone = model.predict(x.view(), None).unwrap();
-                        assert_eq!(block.at(i, j, 0).unwrap(), alone.values()[0].index_axis(Axis(0), 0));
-                        assert_eq!(block.at(i, j, 1).unwrap(), alone.values()[1].index_axis(Axis(0), 0));
+                        assert_eq!(
+                            block.at(i, j, 0).unwrap(),
+                            alone.values()[0].index_axis(Axis(0), 0)
+                        );
+                        assert_eq!(
+                            block.at(i, j, 1).unwrap(),
+                            alone.values()[1].index_axis(Axis(0), 0)
+                        );
                         let f1 = block.feature(i, j, 0, 1).unwrap();
                         assert_eq!(f1.shape(), &[2, 2]);
                         assert_eq!(f1[[1, 0]], s as f32 * 2.0 + 10.0 + 1000.0 * t as f32);

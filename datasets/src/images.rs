@@ -190,15 +190,8 @@ impl DataSet for ImageDataSet {
     }
 
     fn get_matrix(&self, rows: &[usize], cols: &[usize]) -> nnlens_core::Result<ArrayD<f32>> {
-        for (what, idx, len) in [("rows", rows, self.height()), ("columns", cols, self.width())] {
-            if let Some(&index) = idx.iter().find(|&&i| i >= len) {
-                return Err(CoreError::OutOfRange {
-                    what: format!("{} {what}", self.name),
-                    index,
-                    len,
-                });
-            }
-        }
+        nnlens_core::check_indices(&format!("{} rows", self.name), rows, self.height())?;
+        nnlens_core::check_indices(&format!("{} columns", self.name), cols, self.width())?;
         let per = self.rows * self.cols;
         let f = self.scale.factor();
         let mut values = Vec::with_capacity(rows.len() * cols.len() * per);

@@ -64,7 +64,8 @@ impl Layout {
             }),
             _ => Err(TransformError::Shape {
                 shape: shape.to_vec(),
-                reason: "need [h, w], or [c, h, w] / [h, w, c] with the channel axis first or last".into(),
+                reason: "need [h, w], or [c, h, w] / [h, w, c] with the channel axis first or last"
+                    .into(),
             }),
         }
     }
@@ -226,7 +227,11 @@ impl Transformation {
         let inv = self.inverse_matrix();
         let t = self.translation;
         Transformation {
-            name: if self.is_identity() { self.name.clone() } else { format!("inverse({})", self.name) },
+            name: if self.is_identity() {
+                self.name.clone()
+            } else {
+                format!("inverse({})", self.name)
+            },
             matrix: inv,
             translation: [
                 -(inv[0][0] * t[0] + inv[0][1] * t[1]),
@@ -264,7 +269,12 @@ impl Transformation {
     ///
     /// # Errors
     /// [`TransformError::Shape`] for another shape.
-    pub fn apply(&self, map: ArrayViewD<'_, f32>, channel_axis: Option<usize>, resample: Resample) -> Result<ArrayD<f32>> {
+    pub fn apply(
+        &self,
+        map: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        resample: Resample,
+    ) -> Result<ArrayD<f32>> {
         let layout = Layout::of(map.shape(), channel_axis)?;
         let dims = layout.dims(map.shape());
         let (channels, h, w) = dims;
@@ -315,10 +325,15 @@ impl Transformation {
                             // Zero weights are skipped, so samples on pixel centres are exact.
                             let row = |yy: i64| {
                                 let a = fetch(ch, ix, yy);
-                                if fx == 0.0 { a } else { a * (1.0 - fx) + fetch(ch, ix + 1, yy) * fx }
+                                if fx == 0.0 {
+                                    a
+                                } else {
+                                    a * (1.0 - fx) + fetch(ch, ix + 1, yy) * fx
+                                }
                             };
                             let top = row(iy);
-                            let v = if fy == 0.0 { top } else { top * (1.0 - fy) + row(iy + 1) * fy };
+                            let v =
+                                if fy == 0.0 { top } else { top * (1.0 - fy) + row(iy + 1) * fy };
                             out[layout.index(dims, ch, y, x)] = v;
                         }
                     }
@@ -352,18 +367,25 @@ mod tests {
         for (dx, dy) in [(2i64, 0i64), (0, -1), (-3, 2), (1, 1)] {
             let t = Transformation::translation(dx as f64, dy as f64).unwrap();
             for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
-                let out = t.apply(img.view(), None, Resample { interpolation, fill: Fill::Edge }).unwrap();
+                let out = t
+                    .apply(img.view(), None, Resample { interpolation, fill: Fill::Edge })
+                    .unwrap();
                 for y in 0..6i64 {
                     for x in 0..7i64 {
                         let sy = (y - dy).clamp(0, 5) as usize;
                         let sx = (x - dx).clamp(0, 6) as usize;
-                        assert_eq!(out[[y as usize, x as usize]], img[[sy, sx]], "({dx},{dy}) at ({x},{y})");
+                        assert_eq!(
+                            out[[y as usize, x as usize]],
+                            img[[sy, sx]],
+                            "({dx},{dy}) at ({x},{y})"
+                        );
                     }
                 }
             }
         }
         let zero = Resample { interpolation: Interpolation::Bilinear, fill: Fill::Constant(-1.0) };
-        let out = Transformation::translation(1.0, 0.0).unwrap().apply(img.view(), None, zero).unwrap();
+        let out =
+            Transformation::translation(1.0, 0.0).unwrap().apply(img.view(), None, zero).unwrap();
         assert!(out.index_axis(Axis(1), 0).iter().all(|&v| v == -1.0));
         assert_eq!(out[[3, 4]], img[[3, 3]]);
     }
@@ -383,22 +405,31 @@ mod tests {
                 expected = rot90(&expected);
                 for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
                     let r = Resample { interpolation, fill: Fill::Constant(f32::NAN) };
-                    let out = Transformation::rotation(90.0 * k as f64).unwrap().apply(img.view().into_dyn(), None, r).unwrap();
+                    let out = Transformation::rotation(90.0 * k as f64)
+                        .unwrap()
+                        .apply(img.view().into_dyn(), None, r)
+                        .unwrap();
                     assert_eq!(out, expected.clone().into_dyn(), "{k} quarter turns, n = {n}");
                 }
             }
-            let minus = Transformation::rotation(-90.0).unwrap().apply(img.view().into_dyn(), None, edge()).unwrap();
+            let minus = Transformation::rotation(-90.0)
+                .unwrap()
+                .apply(img.view().into_dyn(), None, edge())
+                .unwrap();
             assert_eq!(minus, expected.into_dyn());
         }
     }
 
     #[test]
     fn flips_reverse_axes_and_layouts_agree() {
-        let chw = Array::from_shape_fn(IxDyn(&[3, 4, 5]), |i| (i[0] * 100 + i[1] * 10 + i[2]) as f32);
+        let chw =
+            Array::from_shape_fn(IxDyn(&[3, 4, 5]), |i| (i[0] * 100 + i[1] * 10 + i[2]) as f32);
         let out = Transformation::flip_horizontal().apply(chw.view(), Some(0), edge()).unwrap();
         assert_eq!(out[[2, 1, 0]], 214.0);
         let hwc = chw.view().permuted_axes(IxDyn(&[1, 2, 0])).as_standard_layout().into_owned();
-        let t = Transformation::rotation(33.0).unwrap().then(&Transformation::translation(0.5, -1.0).unwrap());
+        let t = Transformation::rotation(33.0)
+            .unwrap()
+            .then(&Transformation::translation(0.5, -1.0).unwrap());
         let a = t.apply(chw.view(), Some(0), edge()).unwrap();
         let b = t.apply(hwc.view(), Some(2), edge()).unwrap();
         assert_eq!(a.view().permuted_axes(IxDyn(&[1, 2, 0])), b.view());
@@ -417,7 +448,9 @@ mod tests {
 
     #[test]
     fn rescaling_moves_translations_with_the_map_size() {
-        let t = Transformation::translation(2.0, -4.0).unwrap().then(&Transformation::rotation(90.0).unwrap());
+        let t = Transformation::translation(2.0, -4.0)
+            .unwrap()
+            .then(&Transformation::rotation(90.0).unwrap());
         let r = t.rescaled([28, 28], [14, 7]);
         assert_eq!(r.matrix, t.matrix);
         assert_eq!(r.translation, [t.translation[0] / 4.0, t.translation[1] / 2.0]);

@@ -35,7 +35,10 @@ impl<D: DataSet> ImageTransformationsDataSet<D> {
             )));
         }
         if set.is_empty() {
-            return Err(TransformError::Invalid(format!("transformation set '{}' is empty", set.spec)));
+            return Err(TransformError::Invalid(format!(
+                "transformation set '{}' is empty",
+                set.spec
+            )));
         }
         let data_shape = base.data_shape().to_vec();
         let channel_axis = (data_shape.len() == 3).then_some(2);
@@ -54,7 +57,10 @@ impl<D: DataSet> ImageTransformationsDataSet<D> {
     /// [`TransformError::Invalid`] for an empty set.
     pub fn set_transformations(&mut self, set: TransformationSet) -> Result<()> {
         if set.is_empty() {
-            return Err(TransformError::Invalid(format!("transformation set '{}' is empty", set.spec)));
+            return Err(TransformError::Invalid(format!(
+                "transformation set '{}' is empty",
+                set.spec
+            )));
         }
         self.set = set;
         Ok(())
@@ -101,9 +107,9 @@ impl<D: DataSet> DataSet for ImageTransformationsDataSet<D> {
         for &r in rows {
             for &c in cols {
                 let (sample, _) = pair(r, c);
-                if !images.contains_key(&sample) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = images.entry(sample) {
                     let m = self.base.get_matrix(&[sample], &[0])?;
-                    images.insert(sample, m.index_axis_move(Axis(0), 0).index_axis_move(Axis(0), 0));
+                    slot.insert(m.index_axis_move(Axis(0), 0).index_axis_move(Axis(0), 0));
                 }
             }
         }
@@ -120,7 +126,11 @@ impl<D: DataSet> DataSet for ImageTransformationsDataSet<D> {
                 if transformation.is_identity() {
                     slot.assign(image);
                 } else {
-                    slot.assign(&transformation.apply(image.view(), self.image_channel_axis(), self.resample)?);
+                    slot.assign(&transformation.apply(
+                        image.view(),
+                        self.image_channel_axis(),
+                        self.resample,
+                    )?);
                 }
             }
         }
@@ -181,7 +191,8 @@ mod tests {
     use nnlens_core::ArrayDataSet;
 
     fn base() -> ArrayDataSet {
-        let data = Array::from_shape_fn(IxDyn(&[3, 6, 6, 1]), |i| (i[0] * 100 + i[1] * 6 + i[2]) as f32);
+        let data =
+            Array::from_shape_fn(IxDyn(&[3, 6, 6, 1]), |i| (i[0] * 100 + i[1] * 6 + i[2]) as f32);
         ArrayDataSet::new(data, None).unwrap()
     }
 
@@ -200,7 +211,10 @@ mod tests {
         ds.transpose();
         assert_eq!((ds.height(), ds.width()), (3, 3));
         let t = ds.get_matrix(&[1], &[2]).unwrap();
-        assert_eq!(t.index_axis(Axis(0), 0).index_axis(Axis(0), 0), m.index_axis(Axis(0), 0).index_axis(Axis(0), 1));
+        assert_eq!(
+            t.index_axis(Axis(0), 0).index_axis(Axis(0), 0),
+            m.index_axis(Axis(0), 0).index_axis(Axis(0), 1)
+        );
         assert!(ds.get_matrix(&[3], &[0]).is_err());
     }
 
@@ -213,7 +227,10 @@ mod tests {
         let back = ds.apply_inverse_transformation(map.view(), Some(0), 0).unwrap();
         assert_eq!(back[[1, 1, 0]], map[[1, 1, 1]]);
         assert_eq!(back[[1, 1, 2]], map[[1, 1, 2]], "edge repeated");
-        let expected = Transformation::translation(-1.0, 0.0).unwrap().apply(map.view(), Some(0), Resample::default()).unwrap();
+        let expected = Transformation::translation(-1.0, 0.0)
+            .unwrap()
+            .apply(map.view(), Some(0), Resample::default())
+            .unwrap();
         assert_eq!(back, expected);
         assert!(ds.apply_inverse_transformation(map.view(), Some(0), 1).is_err());
         assert!(ds.apply_inverse_transformation(map.view(), Some(1), 0).is_err());
@@ -221,7 +238,12 @@ mod tests {
 
     #[test]
     fn groups_replace_the_set() {
-        let mut ds = ImageTransformationsDataSet::new(base(), TransformationSet::parse("identity").unwrap(), Resample::default()).unwrap();
+        let mut ds = ImageTransformationsDataSet::new(
+            base(),
+            TransformationSet::parse("identity").unwrap(),
+            Resample::default(),
+        )
+        .unwrap();
         assert_eq!(ds.number_of_groups(), 7);
         ds.set_transformation_group(1, 4).unwrap();
         assert_eq!(ds.number_of_transformations(), 4);
@@ -232,6 +254,13 @@ mod tests {
             b.transpose();
             b
         };
-        assert!(ImageTransformationsDataSet::new(not_a_column, TransformationSet::parse("identity").unwrap(), Resample::default()).is_err());
+        assert!(
+            ImageTransformationsDataSet::new(
+                not_a_column,
+                TransformationSet::parse("identity").unwrap(),
+                Resample::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Transformation, TransformError};
+use crate::{Result, TransformError, Transformation};
 
 /// An ordered list of transformations, with the spec it was made from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,10 +39,9 @@ fn range(spec: &str, text: &str) -> Result<(f64, f64)> {
 }
 
 fn count(spec: &str, text: &str) -> Result<usize> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| spec_error(spec, format!("n = '{text}' must be a whole number of at least 1")))
+    text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+        spec_error(spec, format!("n = '{text}' must be a whole number of at least 1"))
+    })
 }
 
 /// `n` values from `a` to `b` inclusive.
@@ -118,14 +117,21 @@ impl TransformationSet {
         let get = |key: &str| keyed.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let allow = |keys: &[&str], positional_ok: bool| -> Result<()> {
             if let Some((k, _)) = keyed.iter().find(|(k, _)| !keys.contains(k)) {
-                return Err(spec_error(spec, format!("{name} takes no parameter '{k}' (takes {keys:?})")));
+                return Err(spec_error(
+                    spec,
+                    format!("{name} takes no parameter '{k}' (takes {keys:?})"),
+                ));
             }
             if !positional_ok && !positional.is_empty() {
-                return Err(spec_error(spec, format!("{name} takes only named parameters {keys:?}")));
+                return Err(spec_error(
+                    spec,
+                    format!("{name} takes only named parameters {keys:?}"),
+                ));
             }
             Ok(())
         };
-        let values = |list: &str| -> Result<Vec<f64>> { list.split(';').map(|v| number(spec, v)).collect() };
+        let values =
+            |list: &str| -> Result<Vec<f64>> { list.split(';').map(|v| number(spec, v)).collect() };
         match name {
             "identity" => {
                 allow(&["n"], false)?;
@@ -142,7 +148,12 @@ impl TransformationSet {
                         linspace(a, b, n)
                     }
                     ([list], None) => values(list)?,
-                    _ => return Err(spec_error(spec, "rotation takes n=K, A..B,n=K or A;B;C (degrees)")),
+                    _ => {
+                        return Err(spec_error(
+                            spec,
+                            "rotation takes n=K, A..B,n=K or A;B;C (degrees)",
+                        ));
+                    }
                 };
                 angles.into_iter().map(Transformation::rotation).collect()
             }
@@ -152,10 +163,15 @@ impl TransformationSet {
                 let dx = get("dx").map(|r| range(spec, r)).transpose()?.unwrap_or((0.0, 0.0));
                 let dy = get("dy").map(|r| range(spec, r)).transpose()?.unwrap_or((0.0, 0.0));
                 if get("dx").is_none() && get("dy").is_none() {
-                    return Err(spec_error(spec, "translation needs dx=A..B and/or dy=C..D (pixels)"));
+                    return Err(spec_error(
+                        spec,
+                        "translation needs dx=A..B and/or dy=C..D (pixels)",
+                    ));
                 }
                 let (xs, ys) = (steps(spec, dx, step)?, steps(spec, dy, step)?);
-                ys.iter().flat_map(|&y| xs.iter().map(move |&x| Transformation::translation(x, y))).collect()
+                ys.iter()
+                    .flat_map(|&y| xs.iter().map(move |&x| Transformation::translation(x, y)))
+                    .collect()
             }
             "scale" => {
                 allow(&["n"], true)?;
@@ -180,7 +196,9 @@ impl TransformationSet {
             }
             other => Err(spec_error(
                 spec,
-                format!("unknown transformation '{other}' (identity, rotation, translation, scale, hflip, vflip)"),
+                format!(
+                    "unknown transformation '{other}' (identity, rotation, translation, scale, hflip, vflip)"
+                ),
             )),
         }
     }
@@ -231,7 +249,12 @@ fn seed_angles(n: usize) -> Vec<f64> {
 ///
 /// # Errors
 /// [`TransformError::Invalid`] for a group past 6 or `n = 0`.
-pub fn seed_group(group: usize, n: usize, height: usize, width: usize) -> Result<TransformationSet> {
+pub fn seed_group(
+    group: usize,
+    n: usize,
+    height: usize,
+    width: usize,
+) -> Result<TransformationSet> {
     if n == 0 {
         return Err(TransformError::Invalid("a transformation group needs n >= 1".into()));
     }
@@ -244,7 +267,11 @@ pub fn seed_group(group: usize, n: usize, height: usize, width: usize) -> Result
         4 => {
             let k = (n as f64).sqrt().ceil() as usize;
             let (xs, ys) = (seed_shifts(k, width), seed_shifts(k, height));
-            ys.iter().flat_map(|&y| xs.iter().map(move |&x| (x, y))).take(n).map(|(x, y)| t(x, y)).collect::<Result<_>>()?
+            ys.iter()
+                .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
+                .take(n)
+                .map(|(x, y)| t(x, y))
+                .collect::<Result<_>>()?
         }
         5 | 6 => {
             let shifts = seed_shifts(n, if group == 5 { width } else { height });
@@ -257,7 +284,12 @@ pub fn seed_group(group: usize, n: usize, height: usize, width: usize) -> Result
                 })
                 .collect::<Result<_>>()?
         }
-        g => return Err(TransformError::Invalid(format!("transformation group {g} does not exist (0..{})", SEED_GROUPS - 1))),
+        g => {
+            return Err(TransformError::Invalid(format!(
+                "transformation group {g} does not exist (0..{})",
+                SEED_GROUPS - 1
+            )));
+        }
     };
     Ok(TransformationSet::new(format!("group {group}, n = {n}"), list))
 }
@@ -272,9 +304,18 @@ mod tests {
 
     #[test]
     fn atoms_products_and_unions() {
-        assert_eq!(names(&TransformationSet::parse("rotation:n=4").unwrap()), ["rotation(0)", "rotation(90)", "rotation(180)", "rotation(270)"]);
-        assert_eq!(TransformationSet::parse("rotation:-30..30,n=7").unwrap().get(1).unwrap().name, "rotation(-20)");
-        assert_eq!(names(&TransformationSet::parse("rotation:0;45").unwrap()), ["rotation(0)", "rotation(45)"]);
+        assert_eq!(
+            names(&TransformationSet::parse("rotation:n=4").unwrap()),
+            ["rotation(0)", "rotation(90)", "rotation(180)", "rotation(270)"]
+        );
+        assert_eq!(
+            TransformationSet::parse("rotation:-30..30,n=7").unwrap().get(1).unwrap().name,
+            "rotation(-20)"
+        );
+        assert_eq!(
+            names(&TransformationSet::parse("rotation:0;45").unwrap()),
+            ["rotation(0)", "rotation(45)"]
+        );
         let t = TransformationSet::parse("translation:dx=-2..2,dy=-2..2").unwrap();
         assert_eq!(t.len(), 25);
         assert_eq!(t.get(1).unwrap().translation, [-1.0, -2.0]);
