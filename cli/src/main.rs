@@ -92,7 +92,8 @@ pub struct ModelArgs {
     /// The inference backend.
     #[arg(long, default_value = "tract")]
     pub backend: String,
-    /// Worker threads of the backend (default: all cores).
+    /// Worker threads of the backend, where it has a thread setting (default: the backend's
+    /// own). tract runs each batch on one thread for now.
     #[arg(long)]
     pub threads: Option<usize>,
 }

@@ -24,6 +24,11 @@ fn fails(args: &[&str]) -> String {
     stderr
 }
 
+/// `nnlens evaluate` on the Fashion-MNIST files of `dir`, which must fail; its error.
+fn evaluate_fashion_dir_fails(dir: &Path) -> String {
+    fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.to_str().unwrap()])
+}
+
 fn stdout(args: &[&str]) -> String {
     let out = nnlens().arg("-q").args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -183,13 +188,7 @@ fn truncated_idx_is_a_one_line_error() {
         gzip(&images[..images.len() - 100]),
     )
     .unwrap();
-    let e = fails(&[
-        "evaluate",
-        "--dataset",
-        "fashion-mnist",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let e = evaluate_fashion_dir_fails(dir.path());
     assert!(e.contains("truncated") && e.contains("t10k-images-idx3-ubyte.gz"), "{e}");
 }
 
@@ -233,13 +232,7 @@ fn unknown_names_are_one_line_errors() {
 fn images_of_another_size_are_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_split_of_size(dir.path(), 2, 4);
-    let e = fails(&[
-        "evaluate",
-        "--dataset",
-        "fashion-mnist",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let e = evaluate_fashion_dir_fails(dir.path());
     assert!(e.contains("784") && e.contains("16"), "{e}");
 }
 
