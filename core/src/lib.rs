@@ -12,6 +12,7 @@
 //! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory` |
 //! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines |
 //! | [`RunManifest`] | the serialisable description of a run |
+//! | [`stats::Moments`] | mergeable per-element count, mean and M2: the state of streaming measures |
 //!
 //! Backends (`nnlens-tract`, ...) implement [`Model`]; metric crates implement [`Metric`] and register
 //! themselves; the CLI only looks things up by name.
@@ -25,6 +26,7 @@ mod evaluation;
 mod manifest;
 mod model;
 mod registry;
+pub mod stats;
 mod structure;
 
 pub use activations::Activations;

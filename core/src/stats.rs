@@ -1,0 +1,215 @@
+//! Mergeable running statistics, the state of every streaming measure.
+//!
+//! [`Moments`] holds, per element of a fixed-length vector (one entry per activation, say), the
+//! count, mean and sum of squared deviations (M2) of the values seen. Batches are folded in with
+//! Chan et al.'s pairwise update (a two-pass computation inside each batch, so a batch of equal
+//! values adds exactly zero), and two states of disjoint data [`merge`](Moments::merge) into the
+//! state of their union: a run split into shards and merged gives the same statistics as the
+//! whole run, up to floating-point reassociation. M2 is clamped at zero, so a variance is never
+//! negative (tmeasures' streaming Welford update can return NaN for constant rows because of
+//! that).
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Result};
+
+/// Count, mean and M2 per element (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    count: u64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    /// An empty state for vectors of `len` elements.
+    pub fn new(len: usize) -> Self {
+        Self { count: 0, mean: vec![0.0; len], m2: vec![0.0; len] }
+    }
+
+    /// The number of elements per observation.
+    pub fn len(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Whether observations have no elements.
+    pub fn is_empty(&self) -> bool {
+        self.mean.is_empty()
+    }
+
+    /// The number of observations seen.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The mean of each element (0 before any observation).
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// Adds a batch of observations, one per row (`[k, len]`).
+    ///
+    /// # Errors
+    /// [`CoreError::Shape`] when the rows are not `len` long.
+    pub fn add_batch(&mut self, batch: ArrayView2<'_, f32>) -> Result<()> {
+        let (k, len) = batch.dim();
+        if len != self.len() {
+            return Err(CoreError::Shape {
+                what: "observations".into(),
+                expected: format!("{} values each", self.len()),
+                got: format!("{len}"),
+            });
+        }
+        if k == 0 {
+            return Ok(());
+        }
+        let mut batch_mean = vec![0.0f64; len];
+        for row in batch.rows() {
+            for (m, &v) in batch_mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        batch_mean.iter_mut().for_each(|m| *m /= k as f64);
+        let mut batch_m2 = vec![0.0f64; len];
+        for row in batch.rows() {
+            for ((s, &m), &v) in batch_m2.iter_mut().zip(&batch_mean).zip(row) {
+                let d = v as f64 - m;
+                *s += d * d;
+            }
+        }
+        self.combine(k as u64, &batch_mean, &batch_m2);
+        Ok(())
+    }
+
+    /// Adds the observations summarised by `other` (of other data) to this state.
+    ///
+    /// # Errors
+    /// [`CoreError::Shape`] when the two states are of different lengths.
+    pub fn merge(&mut self, other: &Moments) -> Result<()> {
+        if other.len() != self.len() {
+            return Err(CoreError::Shape {
+                what: "moments to merge".into(),
+                expected: format!("{} elements", self.len()),
+                got: format!("{}", other.len()),
+            });
+        }
+        self.combine(other.count, &other.mean, &other.m2);
+        Ok(())
+    }
+
+    /// Chan et al.: the union of (n_a, mean_a, M2_a) and (n_b, mean_b, M2_b).
+    fn combine(&mut self, n_b: u64, mean_b: &[f64], m2_b: &[f64]) {
+        if n_b == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.count = n_b;
+            self.mean.copy_from_slice(mean_b);
+            self.m2.copy_from_slice(m2_b);
+            return;
+        }
+        let (n_a, n_b) = (self.count as f64, n_b as f64);
+        let n = n_a + n_b;
+        for ((ma, sa), (&mb, &sb)) in
+            self.mean.iter_mut().zip(self.m2.iter_mut()).zip(mean_b.iter().zip(m2_b))
+        {
+            let delta = mb - *ma;
+            *ma += delta * n_b / n;
+            *sa = (*sa + sb + delta * delta * n_a * n_b / n).max(0.0);
+        }
+        self.count += n_b as u64;
+    }
+
+    /// The variance of each element with `ddof` degrees of freedom removed (1: the sample
+    /// variance); NaN for every element while `count <= ddof`.
+    pub fn variance(&self, ddof: u64) -> Vec<f64> {
+        if self.count <= ddof {
+            return vec![f64::NAN; self.len()];
+        }
+        let d = (self.count - ddof) as f64;
+        self.m2.iter().map(|&s| s.max(0.0) / d).collect()
+    }
+
+    /// The standard deviation of each element (see [`Self::variance`]).
+    pub fn std(&self, ddof: u64) -> Vec<f64> {
+        self.variance(ddof).into_iter().map(f64::sqrt).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, s};
+    use proptest::prelude::*;
+
+    /// The two-pass textbook formula, independently.
+    fn two_pass(data: &Array2<f32>, ddof: usize) -> Vec<f64> {
+        let n = data.nrows();
+        (0..data.ncols())
+            .map(|j| {
+                let col: Vec<f64> = data.column(j).iter().map(|&v| v as f64).collect();
+                let mean = col.iter().sum::<f64>() / n as f64;
+                col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - ddof) as f64
+            })
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs())))
+    }
+
+    #[test]
+    fn by_hand() {
+        let mut m = Moments::new(2);
+        m.add_batch(ndarray::array![[1.0f32, 5.0], [3.0, 5.0]].view()).unwrap();
+        m.add_batch(ndarray::array![[5.0f32, 5.0]].view()).unwrap();
+        assert_eq!(m.count(), 3);
+        assert_eq!(m.mean(), &[3.0, 5.0]);
+        assert_eq!(m.variance(1), vec![4.0, 0.0]);
+        assert_eq!(m.std(0)[0], (8.0f64 / 3.0).sqrt());
+        assert!(m.variance(3).iter().all(|v| v.is_nan()));
+        assert!(m.add_batch(ndarray::array![[1.0f32]].view()).is_err());
+        assert!(m.merge(&Moments::new(3)).is_err());
+    }
+
+    #[test]
+    fn constant_values_have_exactly_zero_variance() {
+        let mut m = Moments::new(3);
+        for _ in 0..7 {
+            m.add_batch(Array2::from_elem((3, 3), 0.1f32).view()).unwrap();
+        }
+        assert_eq!(m.variance(1), vec![0.0; 3]);
+        assert_eq!(m.std(1), vec![0.0; 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn batches_and_merges_equal_the_two_pass_formula(
+            values in proptest::collection::vec(-100.0f32..100.0, 6..120),
+            cut in 1usize..40,
+            batch in 1usize..7,
+        ) {
+            let rows = values.len() / 3;
+            let data = Array2::from_shape_vec((rows, 3), values[..rows * 3].to_vec()).unwrap();
+            let cut = cut.min(rows - 1);
+            let expected = two_pass(&data, 1);
+            // In batches of `batch` rows.
+            let mut whole = Moments::new(3);
+            for start in (0..rows).step_by(batch) {
+                whole.add_batch(data.slice(s![start..(start + batch).min(rows), ..])).unwrap();
+            }
+            prop_assert!(close(&whole.variance(1), &expected));
+            // Two shards merged.
+            let mut a = Moments::new(3);
+            a.add_batch(data.slice(s![..cut, ..])).unwrap();
+            let mut b = Moments::new(3);
+            b.add_batch(data.slice(s![cut.., ..])).unwrap();
+            a.merge(&b).unwrap();
+            prop_assert_eq!(a.count(), rows as u64);
+            prop_assert!(close(&a.variance(1), &expected));
+            prop_assert!(close(a.mean(), whole.mean()));
+            prop_assert!(a.variance(1).iter().all(|&v| v >= 0.0));
+        }
+    }
+}
