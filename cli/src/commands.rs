@@ -1,5 +1,6 @@
 //! The subcommands.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -94,31 +95,45 @@ fn manifest(
     m
 }
 
-fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
-    if args.batch_size == 0 {
+/// Runs `each` on the dataset's inputs in batches of `batch_size`, shaped for `model`'s input,
+/// with a progress bar: `each(range of samples, inputs)`.
+fn for_each_batch(
+    cli: &Cli,
+    what: &str,
+    model: &LoadedModel,
+    data: &LoadedData,
+    batch_size: usize,
+    mut each: impl FnMut(Range<usize>, ArrayD<f32>) -> Result<()>,
+) -> Result<()> {
+    if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    let n = data.data.len();
+    let input = &model.model.structure().input;
+    let bar = progress(n as u64, what, cli.quiet);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
+        let x = conform_input(data.data.batch(start..end)?, input)?;
+        each(start..end, x)?;
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
     let t0 = Instant::now();
     let model = load_model(&args.model)?;
     let data = load_data(&args.data, None)?;
     let loaded_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let n = data.data.len();
     let labels = data.data.labels();
-    let input = model.model.structure().input.clone();
-    let bar = progress(n as u64, "evaluate", cli.quiet);
     let mut total = Evaluation::default();
-    for start in (0..n).step_by(args.batch_size) {
-        let end = (start + args.batch_size).min(n);
-        let x = conform_input(data.data.batch(start..end)?, &input)?;
-        let e = model
-            .model
-            .evaluate(x.view(), &labels[start..end])
-            .with_context(|| format!("samples {start}..{end}"))?;
-        total.merge(&e);
-        bar.inc((end - start) as u64);
-    }
-    bar.finish_and_clear();
+    for_each_batch(cli, "evaluate", &model, &data, args.batch_size, |samples, x| {
+        let context = format!("samples {}..{}", samples.start, samples.end);
+        total.merge(&model.model.evaluate(x.view(), &labels[samples]).context(context)?);
+        Ok(())
+    })?;
     let mut m = manifest(
         cli,
         "evaluate",
@@ -167,10 +182,36 @@ fn safe_file_name(layer: &str) -> String {
         .collect()
 }
 
-fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+/// What `predict` reports of one layer's activations.
+#[derive(Debug, serde::Serialize)]
+struct LayerSummary {
+    layer: String,
+    shape: Vec<usize>,
+    mean: f64,
+    std: f64,
+    min: f32,
+    max: f32,
+    file: String,
+}
+
+impl LayerSummary {
+    fn of(layer: &str, a: &ArrayD<f32>) -> Self {
+        let len = a.len().max(1) as f64;
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / len;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len;
+        Self {
+            layer: layer.to_string(),
+            shape: a.shape().to_vec(),
+            mean,
+            std: var.sqrt(),
+            min: a.iter().copied().fold(f32::INFINITY, f32::min),
+            max: a.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            file: format!("{}.npy", safe_file_name(layer)),
+        }
     }
+}
+
+fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let data = load_data(&args.data, Some(PREDICT_DEFAULT_SAMPLES))?;
     let structure = model.model.structure();
@@ -180,35 +221,22 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
         args.layers.clone()
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let n = data.data.len();
-    let input = structure.input.clone();
     let t0 = Instant::now();
-    let bar = progress(n as u64, "predict", cli.quiet);
     let mut gathered: Vec<Vec<ArrayD<f32>>> = vec![Vec::new(); names.len()];
-    for start in (0..n).step_by(args.batch_size) {
-        let end = (start + args.batch_size).min(n);
-        let x = conform_input(data.data.batch(start..end)?, &input)?;
+    for_each_batch(cli, "predict", &model, &data, args.batch_size, |_, x| {
         let acts = model.model.predict(x.view(), Some(&refs))?;
         for (slot, (_, value)) in gathered.iter_mut().zip(acts.into_pairs()) {
             slot.push(value);
         }
-        bar.inc((end - start) as u64);
-    }
-    bar.finish_and_clear();
+        Ok(())
+    })?;
     let mut arrays = Vec::with_capacity(names.len());
     for parts in gathered {
         let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
         arrays.push(ndarray::concatenate(Axis(0), &views)?);
     }
-    let mut summary = Vec::new();
-    for (name, a) in names.iter().zip(&arrays) {
-        let len = a.len().max(1) as f64;
-        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / len;
-        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len;
-        let min = a.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        summary.push(json!({ "layer": name, "shape": a.shape(), "mean": mean, "std": var.sqrt(), "min": min, "max": max, "file": format!("{}.npy", safe_file_name(name)) }));
-    }
+    let summary: Vec<LayerSummary> =
+        names.iter().zip(&arrays).map(|(name, a)| LayerSummary::of(name, a)).collect();
     let mut m = manifest(
         cli,
         "predict",
@@ -220,8 +248,8 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     let doc = json!({ "manifest": m, "result": summary });
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        for (name, a) in names.iter().zip(&arrays) {
-            let path = out.join(format!("{}.npy", safe_file_name(name)));
+        for (s, a) in summary.iter().zip(&arrays) {
+            let path = out.join(&s.file);
             ndarray_npy::write_npy(&path, a)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
@@ -234,12 +262,12 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
                 .iter()
                 .map(|s| {
                     vec![
-                        s["layer"].as_str().unwrap_or("").to_string(),
-                        s["shape"].to_string(),
-                        format!("{:.5}", s["mean"].as_f64().unwrap_or(f64::NAN)),
-                        format!("{:.5}", s["std"].as_f64().unwrap_or(f64::NAN)),
-                        format!("{:.5}", s["min"].as_f64().unwrap_or(f64::NAN)),
-                        format!("{:.5}", s["max"].as_f64().unwrap_or(f64::NAN)),
+                        s.layer.clone(),
+                        serde_json::to_string(&s.shape).unwrap_or_default(),
+                        format!("{:.5}", s.mean),
+                        format!("{:.5}", s.std),
+                        format!("{:.5}", s.min),
+                        format!("{:.5}", s.max),
                     ]
                 })
                 .collect();

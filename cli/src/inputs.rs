@@ -4,11 +4,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nnlens_core::{ArtifactRef, BackendOptions, DatasetRef, Model};
-use nnlens_datasets::catalog::{Source, artifact};
+use nnlens_datasets::catalog::{Source, artifact, artifact_of_bytes};
 use nnlens_datasets::download::default_cache_dir;
 use nnlens_datasets::idx::parse_idx;
 use nnlens_datasets::{ImageDataSet, PixelScale, Split, dataset_spec, load_split};
-use sha2::{Digest, Sha256};
 
 use crate::{DataArgs, ModelArgs, Scale, assets};
 
@@ -43,12 +42,7 @@ pub fn load_model_from(
         }
         None => {
             let model = (entry.load_bytes)(assets::MODEL, assets::MODEL_LABEL, &options)?;
-            let artifact = ArtifactRef {
-                path: assets::MODEL_LABEL.into(),
-                sha256: hex::encode(Sha256::digest(assets::MODEL)),
-                bytes: assets::MODEL.len() as u64,
-            };
-            (model, artifact)
+            (model, artifact_of_bytes(assets::MODEL_LABEL, assets::MODEL))
         }
     };
     Ok(LoadedModel { model, artifact, backend: backend.to_string() })
@@ -89,8 +83,8 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
                 "--data-dir needs --dataset fashion-mnist or mnist (the embedded sample needs no files)"
             );
         }
-        let images = parse_idx(assets::IMAGES, Path::new("embedded:t10k-images-idx3-ubyte.gz"))?;
-        let labels = parse_idx(assets::LABELS, Path::new("embedded:t10k-labels-idx1-ubyte.gz"))?;
+        let images = parse_idx(assets::IMAGES, Path::new(assets::IMAGES_LABEL))?;
+        let labels = parse_idx(assets::LABELS, Path::new(assets::LABELS_LABEL))?;
         let classes = dataset_spec("fashion-mnist")?.classes.len();
         let data = ImageDataSet::from_idx(
             "embedded/test",
@@ -99,17 +93,10 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
             scale(args.pixel_scale),
             classes,
         )?;
-        let files = [
-            ("embedded:t10k-images-idx3-ubyte.gz", assets::IMAGES),
-            ("embedded:t10k-labels-idx1-ubyte.gz", assets::LABELS),
-        ]
-        .iter()
-        .map(|(p, b)| ArtifactRef {
-            path: (*p).into(),
-            sha256: hex::encode(Sha256::digest(b)),
-            bytes: b.len() as u64,
-        })
-        .collect();
+        let files = vec![
+            artifact_of_bytes(assets::IMAGES_LABEL, assets::IMAGES),
+            artifact_of_bytes(assets::LABELS_LABEL, assets::LABELS),
+        ];
         (data, files, "embedded (1000 Fashion-MNIST test images)".to_string())
     } else {
         let spec = dataset_spec(&args.dataset)?;

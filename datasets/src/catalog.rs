@@ -187,18 +187,28 @@ fn find_in_dir(dir: &Path, file: &FileSpec) -> Result<PathBuf> {
     })
 }
 
-/// SHA-256 and size of a file.
+/// SHA-256 and size of a file, read as a stream.
 ///
 /// # Errors
 /// [`DatasetError::Io`].
 pub fn artifact(path: &Path) -> Result<ArtifactRef> {
-    let bytes =
-        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    let bytes = std::fs::metadata(path)
+        .map_err(|source| DatasetError::Io { path: path.into(), source })?
+        .len();
     Ok(ArtifactRef {
         path: path.display().to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        bytes: bytes.len() as u64,
+        sha256: crate::download::sha256_file(path)?,
+        bytes,
     })
+}
+
+/// SHA-256 and size of content held in memory (an embedded asset), under `label`.
+pub fn artifact_of_bytes(label: &str, bytes: &[u8]) -> ArtifactRef {
+    ArtifactRef {
+        path: label.to_string(),
+        sha256: hex::encode(Sha256::digest(bytes)),
+        bytes: bytes.len() as u64,
+    }
 }
 
 /// Where a dataset's files come from.
