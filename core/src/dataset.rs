@@ -51,6 +51,21 @@ pub trait TransformationsDataSet: DataSet {
         transformation: usize,
     ) -> Result<ArrayD<f32>>;
 
+    /// Applies transformation `transformation` itself (not its inverse) to one sample's
+    /// activation tensor, with the same conventions as [`Self::apply_inverse_transformation`].
+    ///
+    /// # Errors
+    /// As [`Self::apply_inverse_transformation`].
+    fn apply_transformation(
+        &self,
+        tensor: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        transformation: usize,
+    ) -> Result<ArrayD<f32>>;
+
+    /// Whether transformation `transformation` is the identity (false past the end).
+    fn is_identity(&self, transformation: usize) -> bool;
+
     /// The number of transformation groups.
     fn number_of_groups(&self) -> usize;
 

@@ -30,7 +30,7 @@ pub mod stats;
 mod structure;
 
 pub use activations::Activations;
-pub use block::{Block, BlockIterator, BlockRow};
+pub use block::{Block, BlockIterator, BlockRow, DEFAULT_BATCH_SIZE};
 pub use dataset::{ArrayDataSet, DataSet, TransformationsDataSet, check_indices};
 pub use error::CoreError;
 pub use evaluation::{Evaluation, cross_entropy_of_output};

@@ -35,6 +35,9 @@ pub trait Metric: Send {
     fn family(&self) -> MetricFamily;
     /// The parameters, fully resolved (defaults filled in), as stored in the run manifest.
     fn parameters(&self) -> serde_json::Value;
+    /// The metric as [`std::any::Any`], so that the code that runs a family can recover its
+    /// concrete type (`downcast_ref`).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A registered metric: name, one-line description, family and a constructor from serde
@@ -62,6 +65,7 @@ inventory::collect!(MetricEntry);
 ///     fn name(&self) -> &'static str { "spread" }
 ///     fn family(&self) -> MetricFamily { MetricFamily::Invariance }
 ///     fn parameters(&self) -> serde_json::Value { serde_json::json!({}) }
+///     fn as_any(&self) -> &dyn std::any::Any { self }
 /// }
 ///
 /// register_metric!(MetricEntry {
@@ -177,6 +181,9 @@ mod tests {
         }
         fn parameters(&self) -> serde_json::Value {
             serde_json::json!({})
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 

@@ -48,11 +48,17 @@ impl Moments {
         &self.mean
     }
 
-    /// Adds a batch of observations, one per row (`[k, len]`).
+    /// The sum of squared deviations from the mean of each element (never negative).
+    pub fn m2(&self) -> &[f64] {
+        &self.m2
+    }
+
+    /// Adds a batch of observations, one per row (`[k, len]`), of `f32` or `f64` values (the
+    /// statistics are always accumulated in `f64`).
     ///
     /// # Errors
     /// [`CoreError::Shape`] when the rows are not `len` long.
-    pub fn add_batch(&mut self, batch: ArrayView2<'_, f32>) -> Result<()> {
+    pub fn add_batch<T: Copy + Into<f64>>(&mut self, batch: ArrayView2<'_, T>) -> Result<()> {
         let (k, len) = batch.dim();
         if len != self.len() {
             return Err(CoreError::Shape {
@@ -67,14 +73,14 @@ impl Moments {
         let mut batch_mean = vec![0.0f64; len];
         for row in batch.rows() {
             for (m, &v) in batch_mean.iter_mut().zip(row) {
-                *m += v as f64;
+                *m += v.into();
             }
         }
         batch_mean.iter_mut().for_each(|m| *m /= k as f64);
         let mut batch_m2 = vec![0.0f64; len];
         for row in batch.rows() {
             for ((s, &m), &v) in batch_m2.iter_mut().zip(&batch_mean).zip(row) {
-                let d = v as f64 - m;
+                let d = v.into() - m;
                 *s += d * d;
             }
         }

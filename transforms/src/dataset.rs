@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use nnlens_core::{CoreError, DataSet, TransformationsDataSet, check_indices};
 
-use crate::{Resample, Result, SEED_GROUPS, TransformError, TransformationSet, seed_group};
+use crate::{
+    Resample, Result, SEED_GROUPS, TransformError, Transformation, TransformationSet, seed_group,
+};
 
 /// Any dataset of samples (a `samples x 1` [`DataSet`] of images `[h, w]` or `[h, w, c]`)
 /// crossed with a [`TransformationSet`]: row `i`, column `j` is sample `i` under transformation
@@ -79,6 +81,28 @@ impl<D: DataSet> ImageTransformationsDataSet<D> {
     /// `[height, width]` of the images.
     pub fn image_size(&self) -> [usize; 2] {
         [self.data_shape[0], self.data_shape[1]]
+    }
+
+    /// Transformation `transformation` (or its inverse) rescaled to `tensor`'s spatial size and
+    /// applied to it.
+    fn apply_adapted(
+        &self,
+        tensor: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        transformation: usize,
+        inverse: bool,
+    ) -> nnlens_core::Result<ArrayD<f32>> {
+        let t = self.set.get(transformation).ok_or(CoreError::OutOfRange {
+            what: "transformations".into(),
+            index: transformation,
+            len: self.set.len(),
+        })?;
+        let map_size = match crate::Layout::of(tensor.shape(), channel_axis)? {
+            crate::Layout::Chw => [tensor.shape()[1], tensor.shape()[2]],
+            _ => [tensor.shape()[0], tensor.shape()[1]],
+        };
+        let t = if inverse { t.inverse() } else { t.clone() };
+        Ok(t.rescaled(self.image_size(), map_size).apply(tensor, channel_axis, self.resample)?)
     }
 
     fn image_channel_axis(&self) -> Option<usize> {
@@ -159,17 +183,21 @@ impl<D: DataSet> TransformationsDataSet for ImageTransformationsDataSet<D> {
         channel_axis: Option<usize>,
         transformation: usize,
     ) -> nnlens_core::Result<ArrayD<f32>> {
-        let t = self.set.get(transformation).ok_or(CoreError::OutOfRange {
-            what: "transformations".into(),
-            index: transformation,
-            len: self.set.len(),
-        })?;
-        let map_size = match crate::Layout::of(tensor.shape(), channel_axis)? {
-            crate::Layout::Chw => [tensor.shape()[1], tensor.shape()[2]],
-            _ => [tensor.shape()[0], tensor.shape()[1]],
-        };
-        let inverse = t.inverse().rescaled(self.image_size(), map_size);
-        Ok(inverse.apply(tensor, channel_axis, self.resample)?)
+        self.apply_adapted(tensor, channel_axis, transformation, true)
+    }
+
+    /// Applies transformation `transformation` to `tensor`, adapted to the tensor's spatial size.
+    fn apply_transformation(
+        &self,
+        tensor: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        transformation: usize,
+    ) -> nnlens_core::Result<ArrayD<f32>> {
+        self.apply_adapted(tensor, channel_axis, transformation, false)
+    }
+
+    fn is_identity(&self, transformation: usize) -> bool {
+        self.set.get(transformation).is_some_and(Transformation::is_identity)
     }
 
     fn number_of_groups(&self) -> usize {

@@ -1,0 +1,682 @@
+//! The streaming state of a measure: per layer, sums and moments that one pass over the ST
+//! matrix fills and that [`MeasureState::merge`] combines across shards of samples.
+
+use ndarray::{ArrayView2, ArrayView3, ArrayViewD, Axis, Ix3, s};
+use nnlens_core::LayerStructure;
+use nnlens_core::stats::Moments;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::source::{Order, Pass, StSource, Values, Visitor};
+use crate::{InvarianceError, Kind, MeasureSpec, Result};
+
+/// Sums of per-row statistics over completed rows: `sum / rows` is their mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowSums {
+    /// Completed rows.
+    pub rows: u64,
+    /// Per output element, the sum over rows.
+    pub sum: Vec<f64>,
+}
+
+impl RowSums {
+    fn new(len: usize) -> Self {
+        Self { rows: 0, sum: vec![0.0; len] }
+    }
+
+    fn merge(&mut self, other: &RowSums) -> Result<()> {
+        same_len("row sums", self.sum.len(), other.sum.len())?;
+        self.rows += other.rows;
+        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    /// The mean over rows (NaN where there were none).
+    pub fn mean(&self) -> Vec<f64> {
+        self.sum.iter().map(|s| s / self.rows as f64).collect()
+    }
+}
+
+/// Firing counts of the Goodfellow measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiringCounts {
+    /// The threshold of each activation.
+    pub threshold: Vec<f64>,
+    /// Inputs counted over the whole ST matrix.
+    pub cells: u64,
+    /// Per activation, how many of them fired (`sign * a > threshold`).
+    pub fired: Vec<u64>,
+    /// Inputs counted in the global set (identity columns).
+    pub global_cells: u64,
+    /// Per activation, how many of those fired.
+    pub global_fired: Vec<u64>,
+}
+
+/// The accumulated statistics of one layer (see the crate docs for what each measure reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerState {
+    /// The layer.
+    pub layer: LayerStructure,
+    /// Per activation, sums over rows of the ddof=1 standard deviation along the row
+    /// (tmeasures' transformation variance).
+    pub row_std: Option<RowSums>,
+    /// The same with the ddof=1 variance (the seed package's).
+    pub row_variance: Option<RowSums>,
+    /// One [`Moments`] per transformation over the samples (sample variance, ANOVA, thresholds).
+    pub columns: Option<Vec<Moments>>,
+    /// Mean pairwise distances within each sample's row (transformations), summed over samples.
+    pub transformation_distance: Option<RowSums>,
+    /// Mean pairwise distances within each transformation's column (samples), summed over
+    /// transformations.
+    pub sample_distance: Option<RowSums>,
+    /// DSES: per channel, sums over cells of the RMS difference with the transformed identity.
+    pub dses: Option<RowSums>,
+    /// Goodfellow firing counts (second pass).
+    pub firing: Option<FiringCounts>,
+    #[serde(skip)]
+    chunk: Chunk,
+}
+
+/// The current row chunk (not part of the mergeable state: passes end on chunk boundaries).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Chunk {
+    rows: usize,
+    width: usize,
+    moments: Vec<Moments>,
+    buffer: Vec<f64>,
+}
+
+fn same_len(what: &str, a: usize, b: usize) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(InvarianceError::Invalid(format!("cannot merge {what} of {a} and {b} elements")))
+    }
+}
+
+fn merge_opt<T>(
+    what: &str,
+    a: &mut Option<T>,
+    b: &Option<T>,
+    f: impl FnOnce(&mut T, &T) -> Result<()>,
+) -> Result<()> {
+    match (a.as_mut(), b) {
+        (Some(a), Some(b)) => f(a, b),
+        (None, None) => Ok(()),
+        _ => Err(InvarianceError::Invalid(format!("cannot merge states: {what} differ"))),
+    }
+}
+
+/// The indices (into the flattened activation) of each feature map of a feature layer.
+pub(crate) fn feature_indices(layer: &LayerStructure) -> Option<Vec<Vec<usize>>> {
+    let c = layer.channel_axis.filter(|_| layer.is_feature_layer())?;
+    let shape = &layer.shape;
+    let strides: Vec<usize> =
+        (0..shape.len()).map(|k| shape[k + 1..].iter().product::<usize>()).collect();
+    let mut maps = vec![Vec::with_capacity(layer.number_activations() / shape[c]); shape[c]];
+    for flat in 0..layer.number_activations() {
+        let channel = (flat / strides[c]) % shape[c];
+        maps[channel].push(flat);
+    }
+    Some(maps)
+}
+
+impl LayerState {
+    fn new(layer: &LayerStructure, spec: &MeasureSpec, transformations: usize) -> Self {
+        let a = layer.number_activations();
+        let distance_len = distance_len(layer, spec);
+        let needs = spec.kind.needs();
+        Self {
+            layer: layer.clone(),
+            row_std: needs.row_moments.then(|| RowSums::new(a)),
+            row_variance: needs.row_moments.then(|| RowSums::new(a)),
+            columns: needs.column_moments.then(|| vec![Moments::new(a); transformations]),
+            transformation_distance: needs.transformation_distance.then(|| RowSums::new(distance_len)),
+            sample_distance: needs.sample_distance.then(|| RowSums::new(distance_len)),
+            dses: needs.dses.then(|| {
+                RowSums::new(feature_indices(layer).map_or(0, |maps| maps.len()))
+            }),
+            firing: None,
+            chunk: Chunk::default(),
+        }
+    }
+
+    fn merge(&mut self, other: &LayerState) -> Result<()> {
+        if self.layer != other.layer {
+            return Err(InvarianceError::Invalid(format!(
+                "cannot merge states of layers {} and {}",
+                self.layer.name, other.layer.name
+            )));
+        }
+        merge_opt("row statistics", &mut self.row_std, &other.row_std, RowSums::merge)?;
+        merge_opt("row statistics", &mut self.row_variance, &other.row_variance, RowSums::merge)?;
+        merge_opt("column statistics", &mut self.columns, &other.columns, |a, b| {
+            same_len("columns", a.len(), b.len())?;
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y)?;
+            }
+            Ok(())
+        })?;
+        merge_opt(
+            "transformation distances",
+            &mut self.transformation_distance,
+            &other.transformation_distance,
+            RowSums::merge,
+        )?;
+        if self.sample_distance.is_some() || other.sample_distance.is_some() {
+            return Err(InvarianceError::Invalid(
+                "sample distances pair every two samples of a column: states of different \
+                 samples cannot be merged (run sdi/ndi/sdse/ndse on all samples at once)"
+                    .into(),
+            ));
+        }
+        merge_opt("DSES sums", &mut self.dses, &other.dses, RowSums::merge)?;
+        merge_opt("firing counts", &mut self.firing, &other.firing, |a, b| {
+            if a.threshold != b.threshold {
+                return Err(InvarianceError::Invalid(
+                    "cannot merge firing counts made with different thresholds".into(),
+                ));
+            }
+            a.cells += b.cells;
+            a.global_cells += b.global_cells;
+            a.fired.iter_mut().zip(&b.fired).for_each(|(x, y)| *x += y);
+            a.global_fired.iter_mut().zip(&b.global_fired).for_each(|(x, y)| *x += y);
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// The number of values a distance measure gives for `layer`: one per feature map with
+/// `keep_shape`, else one per activation.
+pub(crate) fn distance_len(layer: &LayerStructure, spec: &MeasureSpec) -> usize {
+    match feature_indices(layer) {
+        Some(maps) if spec.parameters.keep_shape => maps.len(),
+        _ => layer.number_activations(),
+    }
+}
+
+/// The mergeable state of a measure over the samples seen so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureState {
+    /// The measure.
+    pub spec: MeasureSpec,
+    /// Samples accumulated.
+    pub samples: usize,
+    /// Transformations (columns) of the matrix.
+    pub transformations: usize,
+    /// The columns whose transformation is the identity.
+    pub identity_transformations: Vec<usize>,
+    /// One state per layer.
+    pub layers: Vec<LayerState>,
+}
+
+impl MeasureState {
+    /// Streams `source` once per pass the measure needs and returns the accumulated state.
+    ///
+    /// # Errors
+    /// An empty matrix, a measure that the source cannot serve (same-equivariance without
+    /// transformations, DSES or Goodfellow without an identity column), and the source's errors.
+    pub fn accumulate(spec: &MeasureSpec, source: &mut dyn StSource) -> Result<Self> {
+        spec.validate()?;
+        let (samples, transformations) = (source.samples(), source.transformations());
+        if samples == 0 || transformations == 0 {
+            return Err(InvarianceError::Invalid(format!(
+                "the samples x transformations matrix is empty ({samples} x {transformations})"
+            )));
+        }
+        if source.layers().is_empty() {
+            return Err(InvarianceError::Invalid("no layers to measure".into()));
+        }
+        let layers: Vec<LayerState> =
+            source.layers().iter().map(|l| LayerState::new(l, spec, transformations)).collect();
+        let mut state = Self {
+            spec: spec.clone(),
+            samples,
+            transformations,
+            identity_transformations: source.identity_transformations(),
+            layers,
+        };
+        let needs = spec.kind.needs();
+        let inverse = spec.kind.same_equivariance();
+        if needs.goodfellow_global_identity && state.identity_transformations.is_empty() {
+            return Err(InvarianceError::Invalid(format!(
+                "{} takes its thresholds from the untransformed samples: the transformations \
+                 must include the identity",
+                spec.kind.name()
+            )));
+        }
+        if needs.row_moments || needs.column_moments {
+            state.run(source, Pass::samples_first(inverse), Work::Moments)?;
+        }
+        if needs.transformation_distance {
+            let pass = Pass { whole_rows: true, ..Pass::samples_first(inverse) };
+            state.run(source, pass, Work::Distance(Order::SamplesFirst))?;
+        }
+        if needs.sample_distance {
+            let pass = Pass {
+                order: Order::TransformationsFirst,
+                inverse,
+                whole_rows: true,
+                reference: false,
+            };
+            state.run(source, pass, Work::Distance(Order::TransformationsFirst))?;
+        }
+        if needs.dses {
+            let pass = Pass { whole_rows: true, reference: true, ..Pass::samples_first(false) };
+            state.run(source, pass, Work::Dses)?;
+        }
+        if needs.firing {
+            state.set_thresholds()?;
+            state.run(source, Pass::samples_first(inverse), Work::Firing)?;
+        }
+        Ok(state)
+    }
+
+    /// Adds the state of other samples (a shard) of the same measure, layers and
+    /// transformations.
+    ///
+    /// # Errors
+    /// [`InvarianceError::Invalid`] when the two states do not describe the same measurement.
+    pub fn merge(&mut self, other: &MeasureState) -> Result<()> {
+        if self.spec != other.spec
+            || self.transformations != other.transformations
+            || self.identity_transformations != other.identity_transformations
+            || self.layers.len() != other.layers.len()
+        {
+            return Err(InvarianceError::Invalid(
+                "cannot merge states of different measures, parameters, layers or \
+                 transformations"
+                    .into(),
+            ));
+        }
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.merge(b)?;
+        }
+        self.samples += other.samples;
+        Ok(())
+    }
+
+    fn run(&mut self, source: &mut dyn StSource, pass: Pass, work: Work) -> Result<()> {
+        let identities = self.identity_transformations.clone();
+        let mut visitor = PassVisitor {
+            layers: &mut self.layers,
+            work,
+            sign: self.spec.parameters.sign,
+            normalize: self.spec.parameters.normalize,
+            keep_shape: self.spec.parameters.keep_shape,
+            identities: &identities,
+        };
+        source.stream(pass, &mut visitor)
+    }
+
+    /// Thresholds from the column moments: over the identity columns (Goodfellow, as
+    /// tmeasures' PyTorch version) or all columns (GoodfellowNormal, as its numpy version).
+    fn set_thresholds(&mut self) -> Result<()> {
+        let p = &self.spec.parameters;
+        let z = crate::special::normal_quantile(p.alpha)?;
+        let identity_only = self.spec.kind == Kind::Goodfellow;
+        for layer in &mut self.layers {
+            let columns = layer.columns.as_ref().expect("goodfellow accumulates columns");
+            let mut global = Moments::new(layer.layer.number_activations());
+            for (t, m) in columns.iter().enumerate() {
+                if !identity_only || self.identity_transformations.contains(&t) {
+                    global.merge(m)?;
+                }
+            }
+            let std = global.std(1);
+            let threshold = global
+                .mean()
+                .iter()
+                .zip(&std)
+                .map(|(&mean, &sd)| {
+                    let mu = p.sign * mean;
+                    if identity_only {
+                        // tmeasures' NormalPValueThreshold: sd floored at 1e-16.
+                        mu + sd.max(1e-16) * z
+                    } else if sd > 0.0 {
+                        mu + sd * z
+                    } else {
+                        // scipy's norm.ppf with scale 0 is undefined; tmeasures uses the mean.
+                        mu
+                    }
+                })
+                .collect();
+            let a = layer.layer.number_activations();
+            layer.firing = Some(FiringCounts {
+                threshold,
+                cells: 0,
+                fired: vec![0; a],
+                global_cells: 0,
+                global_fired: vec![0; a],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a pass accumulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Moments,
+    Distance(Order),
+    Dses,
+    Firing,
+}
+
+struct PassVisitor<'s> {
+    layers: &'s mut [LayerState],
+    work: Work,
+    sign: f64,
+    normalize: bool,
+    keep_shape: bool,
+    identities: &'s [usize],
+}
+
+macro_rules! with_values {
+    ($v:expr, |$a:ident| $body:expr) => {
+        match $v {
+            Values::F32($a) => $body,
+            Values::F64($a) => $body,
+        }
+    };
+}
+
+/// `[rows, columns, ...act]` as `[rows, columns, activations]` (a view when contiguous).
+fn as_3d<'a, T: Clone>(
+    a: &'a ArrayViewD<'a, T>,
+    activations: usize,
+) -> Result<ndarray::CowArray<'a, T, Ix3>> {
+    let (h, w) = (a.shape()[0], a.shape()[1]);
+    a.to_shape((h, w, activations)).map_err(|e| {
+        InvarianceError::Invalid(format!("activations of shape {:?}: {e}", a.shape()))
+    })
+}
+
+impl Visitor for PassVisitor<'_> {
+    fn begin_rows(&mut self, rows: &[usize], columns: usize) -> Result<()> {
+        let work = self.work;
+        for layer in self.layers.iter_mut() {
+            let a = layer.layer.number_activations();
+            let chunk = &mut layer.chunk;
+            chunk.rows = rows.len();
+            chunk.width = columns;
+            match work {
+                Work::Moments if layer.row_std.is_some() => {
+                    chunk.moments = vec![Moments::new(a); rows.len()];
+                }
+                Work::Distance(_) => {
+                    chunk.buffer.clear();
+                    chunk.buffer.resize(rows.len() * columns * a, 0.0);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn block(
+        &mut self,
+        columns: &[usize],
+        layers: &[Values<'_>],
+        reference: Option<&[Values<'_>]>,
+    ) -> Result<()> {
+        if layers.len() != self.layers.len() {
+            return Err(InvarianceError::Invalid(format!(
+                "a block has {} layers, the measure {}",
+                layers.len(),
+                self.layers.len()
+            )));
+        }
+        let (work, sign, normalize, identities) =
+            (self.work, self.sign, self.normalize, self.identities);
+        self.layers.par_iter_mut().zip(layers.par_iter()).enumerate().try_for_each(
+            |(l, (state, values))| -> Result<()> {
+                let reference = reference.map(|r| &r[l]);
+                with_values!(values, |a| state.add_block(
+                    work,
+                    columns,
+                    a,
+                    reference,
+                    sign,
+                    normalize,
+                    identities
+                ))
+            },
+        )
+    }
+
+    fn end_rows(&mut self) -> Result<()> {
+        let (work, normalize, keep_shape) = (self.work, self.normalize, self.keep_shape);
+        self.layers.par_iter_mut().try_for_each(|state| state.end_rows(work, normalize, keep_shape))
+    }
+}
+
+impl LayerState {
+    #[allow(clippy::too_many_arguments)]
+    fn add_block<T: Copy + Into<f64> + Send + Sync>(
+        &mut self,
+        work: Work,
+        columns: &[usize],
+        values: &ArrayViewD<'_, T>,
+        reference: Option<&Values<'_>>,
+        sign: f64,
+        normalize: bool,
+        identities: &[usize],
+    ) -> Result<()> {
+        let n = self.layer.number_activations();
+        let expected: Vec<usize> = [self.chunk.rows, columns.len()]
+            .into_iter()
+            .chain(self.layer.shape.iter().copied())
+            .collect();
+        if values.shape() != expected.as_slice() {
+            return Err(InvarianceError::Invalid(format!(
+                "layer {}: a block of shape {:?}, expected {:?}",
+                self.layer.name,
+                values.shape(),
+                expected
+            )));
+        }
+        let a = as_3d(values, n)?;
+        match work {
+            Work::Moments => {
+                if self.row_std.is_some() {
+                    for (i, m) in self.chunk.moments.iter_mut().enumerate() {
+                        m.add_batch(a.slice(s![i, .., ..]))?;
+                    }
+                }
+                if let Some(cols) = self.columns.as_mut() {
+                    for (j, &c) in columns.iter().enumerate() {
+                        cols[c].add_batch(a.slice(s![.., j, ..]))?;
+                    }
+                }
+            }
+            Work::Distance(_) => {
+                let width = self.chunk.width;
+                for i in 0..self.chunk.rows {
+                    for (j, &c) in columns.iter().enumerate() {
+                        let at = (i * width + c) * n;
+                        let dst = &mut self.chunk.buffer[at..at + n];
+                        for (d, &v) in dst.iter_mut().zip(a.slice(s![i, j, ..])) {
+                            *d = v.into();
+                        }
+                    }
+                }
+            }
+            Work::Dses => {
+                let Some(maps) = feature_indices(&self.layer) else { return Ok(()) };
+                let reference = reference.ok_or_else(|| {
+                    InvarianceError::Invalid("DSES needs the transformed identity".into())
+                })?;
+                let sums = self.dses.as_mut().expect("dses state");
+                with_values!(reference, |r| {
+                    let r = as_3d(r, n)?;
+                    dses_block(sums, &maps, a.view(), r.view(), normalize);
+                });
+            }
+            Work::Firing => {
+                let firing = self.firing.as_mut().expect("thresholds set");
+                for (j, &c) in columns.iter().enumerate() {
+                    let global = identities.contains(&c);
+                    for row in a.slice(s![.., j, ..]).rows() {
+                        firing.cells += 1;
+                        if global {
+                            firing.global_cells += 1;
+                        }
+                        for (k, &v) in row.iter().enumerate() {
+                            if sign * v.into() > firing.threshold[k] {
+                                firing.fired[k] += 1;
+                                if global {
+                                    firing.global_fired[k] += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_rows(&mut self, work: Work, normalize: bool, keep_shape: bool) -> Result<()> {
+        match work {
+            Work::Moments => {
+                if let (Some(std_sums), Some(var_sums)) =
+                    (self.row_std.as_mut(), self.row_variance.as_mut())
+                {
+                    for m in self.chunk.moments.drain(..) {
+                        let variance = m.variance(1);
+                        for ((s, v), &x) in
+                            std_sums.sum.iter_mut().zip(var_sums.sum.iter_mut()).zip(&variance)
+                        {
+                            *s += x.sqrt();
+                            *v += x;
+                        }
+                        std_sums.rows += 1;
+                        var_sums.rows += 1;
+                    }
+                }
+            }
+            Work::Distance(order) => {
+                let n = self.layer.number_activations();
+                let maps = if keep_shape { feature_indices(&self.layer) } else { None };
+                let sums = match order {
+                    Order::SamplesFirst => self.transformation_distance.as_mut(),
+                    Order::TransformationsFirst => self.sample_distance.as_mut(),
+                }
+                .expect("distance state");
+                let width = self.chunk.width;
+                let mut scratch = Vec::with_capacity(width);
+                for i in 0..self.chunk.rows {
+                    let row = &self.chunk.buffer[i * width * n..(i + 1) * width * n];
+                    let row = ArrayView2::from_shape((width, n), row).expect("buffer size");
+                    match &maps {
+                        Some(maps) => {
+                            for (c, idx) in maps.iter().enumerate() {
+                                sums.sum[c] += mean_pairwise_vector_distance(row, idx, normalize);
+                            }
+                        }
+                        None => {
+                            for (k, col) in row.axis_iter(Axis(1)).enumerate() {
+                                scratch.clear();
+                                scratch.extend(col.iter().copied());
+                                sums.sum[k] += mean_pairwise_abs_difference(&mut scratch);
+                            }
+                        }
+                    }
+                    sums.rows += 1;
+                }
+            }
+            Work::Dses | Work::Firing => {}
+        }
+        Ok(())
+    }
+}
+
+/// The mean of `|x_i - x_j|` over the `n (n - 1) / 2` pairs (NaN for fewer than two values).
+/// Small rows sum the pairs directly; longer ones sort and weight (O(n log n)).
+pub(crate) fn mean_pairwise_abs_difference(x: &mut [f64]) -> f64 {
+    let n = x.len();
+    let pairs = (n * n.saturating_sub(1) / 2) as f64;
+    let mut total = 0.0;
+    if n <= 64 {
+        for i in 0..n {
+            for j in i + 1..n {
+                total += (x[i] - x[j]).abs();
+            }
+        }
+    } else {
+        x.sort_unstable_by(f64::total_cmp);
+        for (i, &v) in x.iter().enumerate() {
+            total += v * (2.0 * i as f64 - n as f64 + 1.0);
+        }
+    }
+    total / pairs
+}
+
+/// The mean Euclidean distance over pairs of rows of `row` restricted to the elements `idx`
+/// (one feature map per item); with `normalize`, each vector is divided by its L2 norm first
+/// (a zero vector then gives NaN, as in tmeasures).
+fn mean_pairwise_vector_distance(row: ArrayView2<'_, f64>, idx: &[usize], normalize: bool) -> f64 {
+    let n = row.nrows();
+    let scale: Vec<f64> = (0..n)
+        .map(|i| {
+            if normalize && idx.len() > 1 {
+                1.0 / idx.iter().map(|&k| row[[i, k]] * row[[i, k]]).sum::<f64>().sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let mut total = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            let d2: f64 = idx
+                .iter()
+                .map(|&k| {
+                    let d = row[[i, k]] * scale[i] - row[[j, k]] * scale[j];
+                    d * d
+                })
+                .sum();
+            total += d2.sqrt();
+        }
+    }
+    total / (n * n.saturating_sub(1) / 2) as f64
+}
+
+/// DSES of one block: for each cell and feature map, the root mean square difference between
+/// the activation and the reference (the transformed identity), summed per map.
+fn dses_block<T: Copy + Into<f64>, U: Copy + Into<f64>>(
+    sums: &mut RowSums,
+    maps: &[Vec<usize>],
+    a: ArrayView3<'_, T>,
+    r: ArrayView3<'_, U>,
+    normalize: bool,
+) {
+    let (h, w, _) = a.dim();
+    for i in 0..h {
+        for j in 0..w {
+            let (x, y) = (a.slice(s![i, j, ..]), r.slice(s![i, j, ..]));
+            for (c, idx) in maps.iter().enumerate() {
+                let norm = |v: &dyn Fn(usize) -> f64| {
+                    if normalize && idx.len() > 1 {
+                        1.0 / idx.iter().map(|&k| v(k) * v(k)).sum::<f64>().sqrt()
+                    } else {
+                        1.0
+                    }
+                };
+                let (sx, sy) = (norm(&|k| x[k].into()), norm(&|k| y[k].into()));
+                let mse = idx
+                    .iter()
+                    .map(|&k| {
+                        let d = x[k].into() * sx - y[k].into() * sy;
+                        d * d
+                    })
+                    .sum::<f64>()
+                    / idx.len() as f64;
+                sums.sum[c] += mse.sqrt();
+            }
+            sums.rows += 1;
+        }
+    }
+}
