@@ -30,6 +30,21 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Fetch(args) => fetch(cli, args),
         Command::Sample(args) => sample(cli, args),
         Command::Transformations(args) => transformations(cli, args),
+        Command::Run(args) => run_metric(cli, args),
+        Command::Analyze(args) => crate::invariance::analyze(cli, args),
+        Command::Plot(args) => crate::invariance::plot(&args.dir, args.out.as_ref()),
+    }
+}
+
+/// `nnlens run`: finds the metric in the registry and runs it with its family's runner.
+fn run_metric(cli: &Cli, args: &crate::RunArgs) -> Result<()> {
+    let entry = nnlens_core::metric(&args.metric)?;
+    match entry.family {
+        nnlens_core::MetricFamily::Invariance => {
+            let spec = crate::invariance::measure_spec(&args.metric, &args.params)?;
+            crate::invariance::run(cli, args, spec)
+        }
+        family => bail!("metrics of the {family:?} family cannot be run yet"),
     }
 }
 

@@ -4,8 +4,10 @@
 //! the libraries' registries, runs them, and writes results.
 
 mod assets;
+mod charts;
 mod commands;
 mod inputs;
+mod invariance;
 #[macro_use]
 mod output;
 
@@ -61,9 +63,115 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Write a random sample of a dataset split as IDX files (how the embedded sample is made).
     Sample(SampleArgs),
+    /// Run a registered metric (`nnlens metrics` lists them) and write its result files.
+    Run(RunArgs),
+    /// The seed package's Analyzer: a measure and the accuracy for every transformation group.
+    Analyze(AnalyzeArgs),
+    /// Redraw the plots of a saved result (a directory holding result.json).
+    Plot(PlotArgs),
     /// List the transformations of a set spec (`rotation:n=16`, `translation:dx=-2..2,dy=-2..2`,
     /// `scale:0.8..1.2,n=5`, `A*B` products, `A+B` unions) or of a seed group.
     Transformations(TransformationsArgs),
+}
+
+/// Image interpolation of transformations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Interp {
+    /// Bilinear (Keras' and PyTorch's default).
+    Bilinear,
+    /// Nearest pixel.
+    Nearest,
+}
+
+/// `nnlens run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The metric (`nnlens metrics`): e.g. nvi, tvi, normalized-variance, same-equivariance.
+    pub metric: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The transformations (columns of the samples x transformations matrix), a set spec:
+    /// `rotation:n=8`, `translation:dx=-2..2,dy=-2..2,step=2`, `A*B`, `A+B`
+    /// (`nnlens transformations SPEC` lists them).
+    #[arg(long)]
+    pub transformations: Option<String>,
+    /// Interpolation of transformed images (and of inverse-transformed feature maps).
+    #[arg(long, value_enum, default_value_t = Interp::Bilinear)]
+    pub interpolation: Interp,
+    /// What is read outside an image: `edge` (nearest edge pixel) or a constant value.
+    #[arg(long, default_value = "edge")]
+    pub fill: String,
+    /// Layers to measure (names or tensor names), comma separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Inputs per model call (memory grows with it: one block of about this many inputs'
+    /// activations is held at a time).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Measure precomputed activations instead of a model: an NPY array
+    /// A[sample, transformation, ...activation] of one layer.
+    #[arg(long)]
+    pub activations: Option<PathBuf>,
+    /// With --activations: the layer's name (default: the file's stem).
+    #[arg(long)]
+    pub layer_name: Option<String>,
+    /// With --activations: the channel axis of feature maps (an axis of the activation, e.g. 0
+    /// for (C, H, W)).
+    #[arg(long)]
+    pub channel_axis: Option<usize>,
+    /// With --activations: the transformations of the columns, for same-equivariance and the
+    /// measures that need the identity: `roll` (column t = circular shift by +t along the last
+    /// axis) or a set spec applied to the activation maps.
+    #[arg(long)]
+    pub inverse: Option<String>,
+    /// A metric parameter KEY=VALUE (repeatable): average_feature_maps=true, alpha=0.95,
+    /// bonferroni=false, keep_shape=true, normalize=true, sign=-1.
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Directory for result.json, CSV files and plots.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `nnlens analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The measure (an invariance metric; its model total is plotted).
+    pub metric: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Transformations per group.
+    #[arg(long, default_value_t = 8)]
+    pub n: usize,
+    /// Interpolation of transformed images.
+    #[arg(long, value_enum, default_value_t = Interp::Bilinear)]
+    pub interpolation: Interp,
+    /// What is read outside an image: `edge` or a constant value.
+    #[arg(long, default_value = "edge")]
+    pub fill: String,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// A metric parameter KEY=VALUE (repeatable).
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Directory for result.json, analysis.csv and the scatter plot.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `nnlens plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A directory written by `run --out` or `analyze --out`.
+    pub dir: PathBuf,
+    /// Where to write the plots (default: the same directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `nnlens transformations`.

@@ -70,13 +70,16 @@ impl Moments {
         if k == 0 {
             return Ok(());
         }
+        // Shifted by the first observation: a batch of equal values has exactly that mean and
+        // exactly zero M2 (sum / k of equal values is not always the value itself).
+        let first: Vec<f64> = batch.row(0).iter().map(|&v| v.into()).collect();
         let mut batch_mean = vec![0.0f64; len];
         for row in batch.rows() {
-            for (m, &v) in batch_mean.iter_mut().zip(row) {
-                *m += v.into();
+            for ((m, &f), &v) in batch_mean.iter_mut().zip(&first).zip(row) {
+                *m += v.into() - f;
             }
         }
-        batch_mean.iter_mut().for_each(|m| *m /= k as f64);
+        batch_mean.iter_mut().zip(&first).for_each(|(m, &f)| *m = f + *m / k as f64);
         let mut batch_m2 = vec![0.0f64; len];
         for row in batch.rows() {
             for ((s, &m), &v) in batch_m2.iter_mut().zip(&batch_mean).zip(row) {
@@ -187,6 +190,10 @@ mod tests {
         }
         assert_eq!(m.variance(1), vec![0.0; 3]);
         assert_eq!(m.std(1), vec![0.0; 3]);
+        // 3 * -3.300342695660148 / 3 is not -3.300342695660148 in f64: the shifted mean is.
+        let mut m = Moments::new(1);
+        m.add_batch(Array2::from_elem((3, 1), -3.300342695660148f64).view()).unwrap();
+        assert_eq!(m.variance(1), vec![0.0]);
     }
 
     proptest! {

@@ -1,4 +1,4 @@
-//! NPY arrays of any numeric element type, read as `f32`.
+//! NPY arrays of any numeric element type, read as `f32` (or `f64`, exactly).
 
 use std::path::Path;
 
@@ -47,6 +47,32 @@ pub fn parse_npy_f32(bytes: &[u8], path: &Path) -> Result<ArrayD<f32>> {
     Err(format("NPY element type is not numeric (f32, f64, integers or bool)".into()))
 }
 
+/// Reads an `.npy` file of any numeric type as `f64` (`f64` files exactly, so that values
+/// computed elsewhere in double precision keep every digit).
+///
+/// # Errors
+/// As [`read_npy_f32`].
+pub fn read_npy_f64(path: &Path) -> Result<ArrayD<f64>> {
+    let bytes =
+        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    parse_npy_f64(&bytes, path)
+}
+
+/// Parses the bytes of an `.npy` file as `f64` (see [`read_npy_f64`]).
+///
+/// # Errors
+/// As [`read_npy_f32`].
+pub fn parse_npy_f64(bytes: &[u8], path: &Path) -> Result<ArrayD<f64>> {
+    match ArrayD::<f64>::read_npy(bytes) {
+        Ok(a) => Ok(a),
+        Err(ReadNpyError::WrongDescriptor(_)) => Ok(parse_npy_f32(bytes, path)?.mapv(f64::from)),
+        Err(e) => Err(DatasetError::Format {
+            path: path.into(),
+            reason: format!("not a readable NPY array: {e}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +97,15 @@ mod tests {
         assert_eq!(parse_npy_f32(&bytes_of(&d), p).unwrap().shape(), &[1, 2]);
         let i = array![[-3i64]];
         assert_eq!(parse_npy_f32(&bytes_of(&i), p).unwrap()[[0, 0]], -3.0);
+    }
+
+    #[test]
+    fn f64_is_read_exactly() {
+        let d = array![[0.1f64, -1.0 / 3.0]];
+        let got = parse_npy_f64(&bytes_of(&d), Path::new("a.npy")).unwrap();
+        assert_eq!(got.into_raw_vec_and_offset().0, vec![0.1, -1.0 / 3.0]);
+        let u = array![[3u8]];
+        assert_eq!(parse_npy_f64(&bytes_of(&u), Path::new("a.npy")).unwrap()[[0, 0]], 3.0);
     }
 
     #[test]

@@ -8,19 +8,45 @@
 //! [`EXPECTED_METRICS`] or [`EXPECTED_BACKENDS`] (a test checks the registry against them).
 #![warn(missing_docs)]
 
+use nnlens_invariance as _;
 use nnlens_tract as _;
 
 /// The backends this build registers, sorted.
 pub const EXPECTED_BACKENDS: &[&str] = &["tract"];
 
-/// The metrics this build registers, sorted. (The metric families arrive with their issues.)
-pub const EXPECTED_METRICS: &[&str] = &[];
+/// The metrics this build registers, sorted.
+pub const EXPECTED_METRICS: &[&str] = &[
+    "anova",
+    "anova-f",
+    "dses",
+    "features-variance",
+    "goodfellow",
+    "goodfellow-normal",
+    "ndi",
+    "ndse",
+    "normalized-features-variance",
+    "normalized-same-equivariance",
+    "normalized-variance",
+    "nvi",
+    "nvse",
+    "same-equivariance",
+    "sdi",
+    "sdse",
+    "svi",
+    "svse",
+    "tdi",
+    "tdse",
+    "tvi",
+    "tvse",
+    "variance",
+];
 
 /// Makes sure every plugin crate is linked into the calling binary. Call it once at start-up.
 pub fn link() {
     // Referencing a function of each plugin crate keeps it in the link even under aggressive
     // dead-code elimination.
     std::hint::black_box(nnlens_tract::TractModel::load as *const ());
+    std::hint::black_box(nnlens_invariance::compute as *const ());
 }
 
 #[cfg(test)]

@@ -1,0 +1,135 @@
+//! Output formats, the embedded font and the shared rendering driver.
+
+use std::error::Error;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::PlotError;
+
+/// Family name under which the embedded DejaVu Sans is registered.
+pub(crate) const FONT: &str = "sans-serif";
+
+/// DejaVu Sans, embedded so that PNG rendering needs no system font.
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Largest width or height of a figure, in pixels.
+pub(crate) const MAX_SIDE: u32 = 16_384;
+
+/// What drawing code returns: any backend error, boxed.
+pub(crate) type DrawResult = Result<(), Box<dyn Error>>;
+
+/// A figure that can be drawn on any plotters backend.
+pub(crate) trait Figure {
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+
+    /// Draws the whole figure on `root`, which covers the full canvas.
+    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static;
+}
+
+/// Output format, chosen by the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Png,
+    Svg,
+}
+
+fn format_of(path: &Path) -> Result<Format, PlotError> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("png") => Ok(Format::Png),
+        Some("svg") => Ok(Format::Svg),
+        _ => Err(PlotError::UnknownFormat { path: path.to_path_buf() }),
+    }
+}
+
+/// Registers the embedded font with plotters, once per process.
+fn font_ready() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok())
+}
+
+/// Checks the extension, then validates the input with `check` (whose message becomes
+/// [`PlotError::InvalidInput`]), then draws `figure` and writes it to `path`.
+pub(crate) fn render(
+    path: &Path,
+    check: Result<(), String>,
+    figure: &impl Figure,
+) -> Result<(), PlotError> {
+    let format = format_of(path)?;
+    let invalid = |message: String| PlotError::InvalidInput { path: path.to_path_buf(), message };
+    check.map_err(invalid)?;
+    let (w, h) = figure.size();
+    if !(1..=MAX_SIDE).contains(&w) || !(1..=MAX_SIDE).contains(&h) {
+        return Err(invalid(format!(
+            "the figure would be {w}x{h} pixels; each side must be between 1 and {MAX_SIDE}"
+        )));
+    }
+    let draw_error =
+        |message: String| PlotError::Draw { path: path.to_path_buf(), message };
+    if !font_ready() {
+        return Err(draw_error("cannot load the embedded DejaVu Sans font".to_owned()));
+    }
+    let bytes = match format {
+        Format::Png => {
+            let mut pixels = vec![0u8; w as usize * h as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+                draw_and_present(figure, &root).map_err(|e| draw_error(e.to_string()))?;
+            }
+            let image = image::RgbImage::from_raw(w, h, pixels)
+                .ok_or_else(|| draw_error("the pixel buffer has the wrong size".to_owned()))?;
+            let mut png = Cursor::new(Vec::new());
+            image
+                .write_to(&mut png, image::ImageFormat::Png)
+                .map_err(|e| draw_error(format!("cannot encode PNG: {e}")))?;
+            png.into_inner()
+        }
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+                draw_and_present(figure, &root).map_err(|e| draw_error(e.to_string()))?;
+            }
+            svg.into_bytes()
+        }
+    };
+    std::fs::write(path, bytes).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+}
+
+fn draw_and_present<DB>(figure: &impl Figure, root: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+{
+    figure.draw(root)?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_the_extension_case_insensitively() {
+        assert_eq!(format_of(Path::new("a/b.png")).unwrap(), Format::Png);
+        assert_eq!(format_of(Path::new("a/b.SVG")).unwrap(), Format::Svg);
+        assert!(format_of(Path::new("a/b.pdf")).is_err());
+        assert!(format_of(Path::new("a/png")).is_err());
+    }
+
+    #[test]
+    fn embedded_font_registers() {
+        assert!(font_ready());
+        assert!(font_ready());
+    }
+}

@@ -1,0 +1,86 @@
+//! Scatter plots.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::PlotError;
+use crate::common::{draw_note, finite_bounds, fmt_num, padded, text};
+use crate::render::{DrawResult, Figure, render};
+
+/// A scatter plot of annotated points, written by [`scatter`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scatter {
+    /// Title drawn above the plot.
+    pub title: String,
+    /// Description of the x axis.
+    pub x_label: String,
+    /// Description of the y axis.
+    pub y_label: String,
+    /// `(x, y, annotation)` for each point; the annotation is written next to the point.
+    /// Points with a non-finite coordinate are skipped.
+    pub points: Vec<(f64, f64, String)>,
+}
+
+/// Draws `plot` to `path` (`.png` or `.svg`, 1000x600 pixels) as red circles with their
+/// annotations.
+///
+/// Axis ranges follow the finite points, with a margin; a single point or equal coordinates
+/// get a padded range, and with no finite point at all the axes are drawn empty with a note.
+/// Fails on an unknown extension or when the file cannot be written.
+pub fn scatter(path: &Path, plot: &Scatter) -> Result<(), PlotError> {
+    render(path, Ok(()), plot)
+}
+
+impl Figure for Scatter {
+    fn size(&self) -> (u32, u32) {
+        (1000, 600)
+    }
+
+    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let points: Vec<&(f64, f64, String)> =
+            self.points.iter().filter(|(x, y, _)| x.is_finite() && y.is_finite()).collect();
+        let range = |bounds: Option<(f64, f64)>| {
+            bounds.map_or((0.0, 1.0), |(lo, hi)| padded(lo, hi, 0.08))
+        };
+        let (x0, x1) = range(finite_bounds(points.iter().map(|p| p.0)));
+        let (y0, y1) = range(finite_bounds(points.iter().map(|p| p.1)));
+
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, text(24.0))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&|v| fmt_num(*v))
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .label_style(text(13.0))
+            .axis_desc_style(text(15.0))
+            .draw()?;
+
+        let note_style = text(12.0).pos(Pos::new(HPos::Left, VPos::Bottom));
+        chart.draw_series(points.iter().map(|(x, y, label)| {
+            EmptyElement::at((*x, *y))
+                + Circle::new((0, 0), 5, RED.filled())
+                + Text::new(label.clone(), (7, -4), note_style.clone())
+        }))?;
+        if points.is_empty() {
+            let (xs, ys) = chart.plotting_area().get_pixel_range();
+            draw_note(root, "no finite points", ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2))?;
+        }
+        Ok(())
+    }
+}
