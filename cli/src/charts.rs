@@ -7,7 +7,11 @@ use nnlens_invariance::{AnalyzerRow, Convention, MeasureResult};
 use nnlens_plots::{BarChart, ColourScale, Heatmap, Scatter, bar_chart, heatmap, scatter};
 
 /// Draws `name.png` and `name.svg` with `draw`.
-fn both(out: &Path, name: &str, draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>) -> Result<()> {
+fn both(
+    out: &Path,
+    name: &str,
+    draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
+) -> Result<()> {
     for ext in ["png", "svg"] {
         draw(&out.join(format!("{name}.{ext}")))?;
     }
@@ -55,7 +59,10 @@ pub fn analysis_chart(out: &Path, measure: &str, rows: &[AnalyzerRow]) -> Result
         title: format!("{measure} vs accuracy per transformation group"),
         x_label: measure.to_string(),
         y_label: "accuracy on the transformed samples".into(),
-        points: rows.iter().map(|r| (r.measure, r.accuracy, format!("group {}", r.group))).collect(),
+        points: rows
+            .iter()
+            .map(|r| (r.measure, r.accuracy, format!("group {}", r.group)))
+            .collect(),
     };
     both(out, "analysis", |p| scatter(p, &plot))
 }

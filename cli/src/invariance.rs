@@ -87,7 +87,8 @@ impl SetOnActivations {
                 self.set.len()
             ))
         })?;
-        let transformation = if inverse { transformation.inverse() } else { transformation.clone() };
+        let transformation =
+            if inverse { transformation.inverse() } else { transformation.clone() };
         let single = a.mapv(|v| v as f32);
         let moved = transformation
             .apply(single.view(), layer.channel_axis, self.resample)
@@ -286,11 +287,22 @@ fn print_result(result: &MeasureResult) {
 }
 
 /// Writes result.json, layers.csv, features.csv and the plots of a measure into `out`.
-pub fn write_result_files(out: &Path, doc: &serde_json::Value, result: &MeasureResult) -> Result<()> {
+pub fn write_result_files(
+    out: &Path,
+    doc: &serde_json::Value,
+    result: &MeasureResult,
+) -> Result<()> {
     write_json(out, "result.json", doc)?;
     let mut csv = csv::Writer::from_path(out.join("layers.csv"))
         .with_context(|| format!("writing {}", out.join("layers.csv").display()))?;
-    csv.write_record(["layer", "value", "values", "features", "numerator_mean", "denominator_mean"])?;
+    csv.write_record([
+        "layer",
+        "value",
+        "values",
+        "features",
+        "numerator_mean",
+        "denominator_mean",
+    ])?;
     for l in &result.layers {
         let mean = |v: &Option<Vec<f64>>| {
             v.as_ref().map_or(String::new(), |v| nnlens_invariance::plain_mean(v).to_string())
@@ -304,7 +316,14 @@ pub fn write_result_files(out: &Path, doc: &serde_json::Value, result: &MeasureR
             mean(&l.denominator),
         ])?;
     }
-    csv.write_record(["total".to_string(), result.total.to_string(), String::new(), String::new(), String::new(), String::new()])?;
+    csv.write_record([
+        "total".to_string(),
+        result.total.to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ])?;
     csv.flush()?;
     let mut csv = csv::Writer::from_path(out.join("features.csv"))
         .with_context(|| format!("writing {}", out.join("features.csv").display()))?;

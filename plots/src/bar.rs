@@ -110,13 +110,15 @@ impl Figure for BarChart {
             .disable_x_mesh()
             .x_labels(0)
             .y_labels(8)
+            .y_max_light_lines(1)
             .y_label_formatter(&|v| fmt_num(*v))
             .y_desc(self.y_label.as_str())
             .label_style(text(13.0))
             .axis_desc_style(text(15.0))
             .draw()?;
 
-        let colour = |i: usize| if self.highlight == Some(i) { HIGHLIGHT_COLOUR } else { BAR_COLOUR };
+        let colour =
+            |i: usize| if self.highlight == Some(i) { HIGHLIGHT_COLOUR } else { BAR_COLOUR };
         chart.draw_series(self.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
             |(i, &v)| {
                 let x = i as f64;

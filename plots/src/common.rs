@@ -56,13 +56,10 @@ pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
 
 /// Smallest and largest finite value, if there is any.
 pub(crate) fn finite_bounds(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
-    values
-        .into_iter()
-        .filter(|v| v.is_finite())
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        })
+    values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
 }
 
 /// A finite, non-empty axis range around `lo..=hi` (both finite) with a margin of `frac` of
@@ -83,12 +80,17 @@ pub(crate) fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
 }
 
 /// Draws `note` centred on the pixel `(x, y)` of `area`, in grey.
-pub(crate) fn draw_note<DB>(area: &DrawingArea<DB, Shift>, note: &str, (x, y): (i32, i32)) -> DrawResult
+pub(crate) fn draw_note<DB>(
+    area: &DrawingArea<DB, Shift>,
+    note: &str,
+    (x, y): (i32, i32),
+) -> DrawResult
 where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
 {
-    let style = (FONT, 18.0).into_font().color(&NOTE_COLOUR).pos(Pos::new(HPos::Center, VPos::Center));
+    let style =
+        (FONT, 18.0).into_font().color(&NOTE_COLOUR).pos(Pos::new(HPos::Center, VPos::Center));
     area.draw_text(note, &style, (x, y))?;
     Ok(())
 }
@@ -148,7 +150,8 @@ impl Scale {
                 let i = (x.floor() as usize).min(DIVERGING.len() - 2);
                 let f = x - i as f64;
                 let (a, b) = (DIVERGING[i], DIVERGING[i + 1]);
-                let mix = |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * f).round() as u8;
+                let mix =
+                    |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * f).round() as u8;
                 RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
             }
         }
@@ -191,7 +194,10 @@ where
             }
         }
         None => {
-            root.draw(&Rectangle::new([(x, top), (x + WIDTH, bottom)], NON_FINITE_COLOUR.filled()))?;
+            root.draw(&Rectangle::new(
+                [(x, top), (x + WIDTH, bottom)],
+                NON_FINITE_COLOUR.filled(),
+            ))?;
             root.draw_text("no finite", &label, (x + WIDTH + 7, (top + bottom) / 2 - 8))?;
             root.draw_text("values", &label, (x + WIDTH + 7, (top + bottom) / 2 + 8))?;
         }

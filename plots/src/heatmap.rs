@@ -75,7 +75,7 @@ impl Figure for Heatmap {
         let nrows = self.rows.len();
         let ncols = self.rows.iter().map(|(_, row)| row.len()).max().unwrap_or(0);
 
-        let body = root.titled(&self.title, text(24.0))?;
+        let body = root.margin(8, 0, 0, 0).titled(&self.title, text(24.0))?;
         let (body_width, _) = body.dim_in_pixel();
         let (main, _) = body.split_horizontally(body_width.saturating_sub(COLOUR_BAR_AREA));
         let labels: Vec<String> =
@@ -250,7 +250,7 @@ impl Figure for ImageGrid<'_> {
 }
 
 /// `label`, cut until it is at most `max_width` pixels wide in `style`.
-pub(crate) fn fit<DB: DrawingBackend>(
+fn fit<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     label: &str,
     style: &TextStyle,

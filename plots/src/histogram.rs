@@ -90,7 +90,12 @@ impl Figure for Histograms<'_> {
 }
 
 /// Draws the histogram of one panel on `area`.
-fn draw_panel<DB>(area: &DrawingArea<DB, Shift>, name: &str, values: &[f64], bins: usize) -> DrawResult
+fn draw_panel<DB>(
+    area: &DrawingArea<DB, Shift>,
+    name: &str,
+    values: &[f64],
+    bins: usize,
+) -> DrawResult
 where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
@@ -113,6 +118,7 @@ where
         .disable_x_mesh()
         .x_labels(5)
         .y_labels(5)
+        .y_max_light_lines(1)
         .x_label_formatter(&|v| fmt_num(*v))
         .label_style(text(11.0))
         .draw()?;

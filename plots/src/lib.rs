@@ -18,6 +18,7 @@ mod bar;
 mod common;
 mod heatmap;
 mod histogram;
+mod raster;
 mod render;
 mod scatter;
 

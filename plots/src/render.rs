@@ -5,11 +5,13 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use ab_glyph::FontRef;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
 use crate::PlotError;
+use crate::raster::Raster;
 
 /// Family name under which the embedded DejaVu Sans is registered.
 pub(crate) const FONT: &str = "sans-serif";
@@ -73,8 +75,7 @@ pub(crate) fn render(
             "the figure would be {w}x{h} pixels; each side must be between 1 and {MAX_SIDE}"
         )));
     }
-    let draw_error =
-        |message: String| PlotError::Draw { path: path.to_path_buf(), message };
+    let draw_error = |message: String| PlotError::Draw { path: path.to_path_buf(), message };
     if !font_ready() {
         return Err(draw_error("cannot load the embedded DejaVu Sans font".to_owned()));
     }
@@ -82,7 +83,9 @@ pub(crate) fn render(
         Format::Png => {
             let mut pixels = vec![0u8; w as usize * h as usize * 3];
             {
-                let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+                let font = FontRef::try_from_slice(FONT_BYTES)
+                    .map_err(|e| draw_error(format!("cannot load the embedded font: {e}")))?;
+                let root = Raster::new(&mut pixels, (w, h), font).into_drawing_area();
                 draw_and_present(figure, &root).map_err(|e| draw_error(e.to_string()))?;
             }
             let image = image::RgbImage::from_raw(w, h, pixels)

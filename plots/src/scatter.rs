@@ -47,9 +47,8 @@ impl Figure for Scatter {
         root.fill(&WHITE)?;
         let points: Vec<&(f64, f64, String)> =
             self.points.iter().filter(|(x, y, _)| x.is_finite() && y.is_finite()).collect();
-        let range = |bounds: Option<(f64, f64)>| {
-            bounds.map_or((0.0, 1.0), |(lo, hi)| padded(lo, hi, 0.08))
-        };
+        let range =
+            |bounds: Option<(f64, f64)>| bounds.map_or((0.0, 1.0), |(lo, hi)| padded(lo, hi, 0.08));
         let (x0, x1) = range(finite_bounds(points.iter().map(|p| p.0)));
         let (y0, y1) = range(finite_bounds(points.iter().map(|p| p.1)));
 
@@ -62,6 +61,7 @@ impl Figure for Scatter {
         chart
             .configure_mesh()
             .x_labels(10)
+            .max_light_lines(1)
             .y_labels(8)
             .x_label_formatter(&|v| fmt_num(*v))
             .y_label_formatter(&|v| fmt_num(*v))
@@ -73,13 +73,18 @@ impl Figure for Scatter {
 
         let note_style = text(12.0).pos(Pos::new(HPos::Left, VPos::Bottom));
         chart.draw_series(points.iter().map(|(x, y, label)| {
-            EmptyElement::at((*x, *y))
+            // Only values beyond ±1e300 lie outside the ranges; pin them to the border.
+            EmptyElement::at((x.clamp(x0, x1), y.clamp(y0, y1)))
                 + Circle::new((0, 0), 5, RED.filled())
                 + Text::new(label.clone(), (7, -4), note_style.clone())
         }))?;
         if points.is_empty() {
             let (xs, ys) = chart.plotting_area().get_pixel_range();
-            draw_note(root, "no finite points", ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2))?;
+            draw_note(
+                root,
+                "no finite points",
+                ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2),
+            )?;
         }
         Ok(())
     }

@@ -74,8 +74,18 @@ pub fn keys() -> Vec<Key> {
         key("tm_NDSE_roll_keep_shape", "ndse", keep, Values),
         key("tm_DSES_roll", "dses", none.clone(), Values),
         key("tm_GoodfellowNormal_np_alpha0.99", "goodfellow-normal", none.clone(), Values),
-        key("tm_GoodfellowNormal_np_alpha0.8", "goodfellow-normal", json!({ "alpha": 0.8 }), Values),
-        key("tm_Goodfellow_pytorch_alpha0.8_identity=A[:,0]", "goodfellow", json!({ "alpha": 0.8 }), Values),
+        key(
+            "tm_GoodfellowNormal_np_alpha0.8",
+            "goodfellow-normal",
+            json!({ "alpha": 0.8 }),
+            Values,
+        ),
+        key(
+            "tm_Goodfellow_pytorch_alpha0.8_identity=A[:,0]",
+            "goodfellow",
+            json!({ "alpha": 0.8 }),
+            Values,
+        ),
         key("tf_Variance_total", "variance", none.clone(), Total),
         key("tf_Variance_activations", "variance", none.clone(), Values),
         key("tf_SampleVariance_activations", "normalized-variance", none.clone(), Denominator),
@@ -83,12 +93,32 @@ pub fn keys() -> Vec<Key> {
         key("tf_NormalizedVariance_activations", "normalized-variance", none.clone(), Values),
         key("tf_FeaturesVariance_total", "features-variance", none.clone(), Total),
         key("tf_FeaturesVariance_features", "features-variance", none.clone(), Features),
-        key("tf_NormalizedFeaturesVariance_total", "normalized-features-variance", none.clone(), Total),
-        key("tf_NormalizedFeaturesVariance_features", "normalized-features-variance", none.clone(), Features),
+        key(
+            "tf_NormalizedFeaturesVariance_total",
+            "normalized-features-variance",
+            none.clone(),
+            Total,
+        ),
+        key(
+            "tf_NormalizedFeaturesVariance_features",
+            "normalized-features-variance",
+            none.clone(),
+            Features,
+        ),
         key("tf_SameEquivariance_roll_total", "same-equivariance", none.clone(), Total),
         key("tf_SameEquivariance_roll_features", "same-equivariance", none.clone(), Features),
-        key("tf_NormalizedSameEquivariance_roll_total", "normalized-same-equivariance", none.clone(), Total),
-        key("tf_NormalizedSameEquivariance_roll_features", "normalized-same-equivariance", none, Features),
+        key(
+            "tf_NormalizedSameEquivariance_roll_total",
+            "normalized-same-equivariance",
+            none.clone(),
+            Total,
+        ),
+        key(
+            "tf_NormalizedSameEquivariance_roll_features",
+            "normalized-same-equivariance",
+            none,
+            Features,
+        ),
     ]
 }
 

@@ -25,7 +25,8 @@ fn every_golden_value_is_reproduced() {
             if expected.is_null() {
                 // Undefined there (DSES of vectors): an error, not a number.
                 if result.is_ok() {
-                    failures.push(format!("{case_name} {}: a value where none is defined", key.key));
+                    failures
+                        .push(format!("{case_name} {}: a value where none is defined", key.key));
                 }
                 continue;
             }

@@ -55,8 +55,7 @@ impl<'a, D: TransformationsDataSet + Clone> Analyzer<'a, D> {
         labels: &'a [usize],
         spec: MeasureSpec,
     ) -> Result<Self> {
-        let samples =
-            if dataset.is_transposed() { dataset.width() } else { dataset.height() };
+        let samples = if dataset.is_transposed() { dataset.width() } else { dataset.height() };
         if labels.len() != samples {
             return Err(InvarianceError::Invalid(format!(
                 "{} labels for {samples} samples",
@@ -114,9 +113,7 @@ impl<'a, D: TransformationsDataSet + Clone> Analyzer<'a, D> {
             let x = dataset.get_matrix(&rows, &columns)?;
             let shape = x.shape().to_vec();
             let x = x
-                .into_shape_with_order(
-                    [vec![rows.len() * width], shape[2..].to_vec()].concat(),
-                )
+                .into_shape_with_order([vec![rows.len() * width], shape[2..].to_vec()].concat())
                 .map_err(|e| InvarianceError::Invalid(format!("inputs: {e}")))?;
             let x = conform_input(x, &self.model.structure().input)?;
             let labels: Vec<usize> =

@@ -165,7 +165,9 @@ impl Kind {
     /// One line for `nnlens metrics`.
     pub const fn description(self) -> &'static str {
         match self {
-            Kind::Variance => "seed: mean variance over transformations (per activation/layer/model)",
+            Kind::Variance => {
+                "seed: mean variance over transformations (per activation/layer/model)"
+            }
             Kind::NormalizedVariance => "seed: transformation variance / sample variance",
             Kind::FeaturesVariance => "seed: transformation variance per feature map",
             Kind::NormalizedFeaturesVariance => "seed: normalized variance per feature map",
@@ -178,7 +180,9 @@ impl Kind {
             Kind::Svse => "tmeasures: SVI of inverse-transformed activations (SVSE)",
             Kind::Nvse => "tmeasures: normalized variance same-equivariance (NVSE)",
             Kind::AnovaF => "tmeasures: one-way ANOVA F statistic, groups = transformations",
-            Kind::Anova => "tmeasures: ANOVA invariance test (correct Bonferroni), 1 = not invariant",
+            Kind::Anova => {
+                "tmeasures: ANOVA invariance test (correct Bonferroni), 1 = not invariant"
+            }
             Kind::Tdi => "tmeasures: mean pairwise distance over transformations (TD)",
             Kind::Sdi => "tmeasures: mean pairwise distance over samples (SD)",
             Kind::Ndi => "tmeasures: normalized distance invariance TD/SD (ND)",
@@ -330,9 +334,8 @@ impl MeasureSpec {
         let parameters = if parameters.is_null() {
             Parameters::default()
         } else {
-            serde_json::from_value(parameters.clone()).map_err(|e| {
-                InvarianceError::Invalid(format!("parameters of {name}: {e}"))
-            })?
+            serde_json::from_value(parameters.clone())
+                .map_err(|e| InvarianceError::Invalid(format!("parameters of {name}: {e}")))?
         };
         let spec = Self { kind, parameters };
         spec.validate()?;

@@ -103,10 +103,8 @@ pub fn safe_divide(num: f64, den: f64) -> f64 {
 
 /// The mean of the finite values (NaN when there are none), as tmeasures' per-layer average.
 pub fn finite_mean(values: &[f64]) -> f64 {
-    let (sum, n) = values
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((0.0, 0usize), |(s, n), &v| (s + v, n + 1));
+    let (sum, n) =
+        values.iter().filter(|v| v.is_finite()).fold((0.0, 0usize), |(s, n), &v| (s + v, n + 1));
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
@@ -115,7 +113,11 @@ pub fn plain_mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-fn per_feature(layer: &LayerStructure, values: &[f64], mean: fn(&[f64]) -> f64) -> Option<Vec<f64>> {
+fn per_feature(
+    layer: &LayerStructure,
+    values: &[f64],
+    mean: fn(&[f64]) -> f64,
+) -> Option<Vec<f64>> {
     let maps = feature_indices(layer)?;
     let mut scratch = Vec::new();
     Some(
@@ -129,7 +131,10 @@ fn per_feature(layer: &LayerStructure, values: &[f64], mean: fn(&[f64]) -> f64) 
     )
 }
 
-fn column_mean(state: &LayerState, stat: impl Fn(&nnlens_core::stats::Moments) -> Vec<f64>) -> Vec<f64> {
+fn column_mean(
+    state: &LayerState,
+    stat: impl Fn(&nnlens_core::stats::Moments) -> Vec<f64>,
+) -> Vec<f64> {
     let columns = state.columns.as_ref().expect("column moments accumulated");
     let mut sum = vec![0.0; state.layer.number_activations()];
     for m in columns {
@@ -261,7 +266,8 @@ impl MeasureState {
             }
             Kind::AnovaF | Kind::Anova => self.anova(state, shape)?,
             Kind::Tdi | Kind::Tdse | Kind::Sdi | Kind::Sdse | Kind::Ndi | Kind::Ndse => {
-                let shape = if p.keep_shape && layer.is_feature_layer() { feature_shape() } else { shape };
+                let shape =
+                    if p.keep_shape && layer.is_feature_layer() { feature_shape() } else { shape };
                 let td = state.transformation_distance.as_ref().map(|d| d.mean());
                 let sd = state.sample_distance.as_ref().map(|d| d.mean());
                 match (td, sd) {
@@ -276,12 +282,17 @@ impl MeasureState {
                 let local: Vec<f64> =
                     firing.fired.iter().map(|&f| f as f64 / firing.cells as f64).collect();
                 let global: Vec<f64> = if kind == Kind::Goodfellow {
-                    firing.global_fired.iter().map(|&f| f as f64 / firing.global_cells as f64).collect()
+                    firing
+                        .global_fired
+                        .iter()
+                        .map(|&f| f as f64 / firing.global_cells as f64)
+                        .collect()
                 } else {
                     vec![1.0 - p.alpha; local.len()]
                 };
                 let mut parts = ratio(local, global, shape, safe_divide);
-                parts.details = serde_json::json!({ "threshold": nonfinite::to_json(&firing.threshold) });
+                parts.details =
+                    serde_json::json!({ "threshold": nonfinite::to_json(&firing.threshold) });
                 parts
             }
             Kind::Variance => Parts::plain(tv_var(), shape),
@@ -467,9 +478,7 @@ pub mod nonfinite {
             v.as_ref().map(|v| v.iter().map(|&x| repr(x)).collect::<Vec<_>>()).serialize(s)
         }
         /// Deserialises.
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Vec<f64>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f64>>, D::Error> {
             Option::<Vec<Repr>>::deserialize(d)?
                 .map(|v| v.into_iter().map(value).collect())
                 .transpose()

@@ -151,7 +151,8 @@ impl Roll {
         let n = a.shape()[last] as isize;
         for k in 0..n {
             let to = (k + by).rem_euclid(n);
-            out.index_axis_mut(Axis(last), to as usize).assign(&a.index_axis(Axis(last), k as usize));
+            out.index_axis_mut(Axis(last), to as usize)
+                .assign(&a.index_axis(Axis(last), k as usize));
         }
         Ok(())
     }
@@ -533,77 +534,137 @@ impl ModelSource<'_> {
             Order::SamplesFirst => col,
             Order::TransformationsFirst => row,
         };
-        for row in iterator.get_block(block_height, block_width)? {
-            let rows = row.rows().to_vec();
-            visitor.begin_rows(&rows, width)?;
-            for block in row {
-                let block = block?;
-                let columns = block.columns_dataset().to_vec();
-                let mut owned: Vec<ArrayD<f32>> = Vec::new();
-                if pass.inverse {
-                    for (l, layer) in self.layers.iter().enumerate() {
-                        let mut a = block.layer(l)?.clone();
-                        if layer.is_feature_layer() {
-                            for (i, &r) in rows.iter().enumerate() {
-                                for (j, &c) in columns.iter().enumerate() {
-                                    let cell = block.at(i, j, l)?;
-                                    let inv = dataset.apply_inverse_transformation(
-                                        cell,
-                                        layer.channel_axis,
-                                        transformation_of(r, c),
-                                    )?;
-                                    cell_mut(&mut a, i, j).assign(&inv);
-                                }
-                            }
+        let structures = &self.layers;
+        let on_block = &mut self.on_block;
+        // Inference runs on its own thread, one block ahead of the accumulation (which uses
+        // the rayon pool): the two overlap, at the cost of one more block in memory.
+        std::thread::scope(|scope| -> Result<()> {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(1);
+            let producer = scope.spawn(move || {
+                let rows = match iterator.get_block(block_height, block_width) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        let _ = sender.send(Message::Failed(e.into()));
+                        return;
+                    }
+                };
+                for row in rows {
+                    if sender.send(Message::Begin(row.rows().to_vec())).is_err() {
+                        return;
+                    }
+                    for block in row {
+                        let message = match block {
+                            Ok(b) => Message::Block(b),
+                            Err(e) => Message::Failed(e.into()),
+                        };
+                        let failed = matches!(message, Message::Failed(_));
+                        if sender.send(message).is_err() || failed {
+                            return;
                         }
-                        owned.push(a);
+                    }
+                    if sender.send(Message::End).is_err() {
+                        return;
                     }
                 }
-                let layers: Vec<Values<'_>> = if pass.inverse {
-                    owned.iter().map(|a| Values::F32(a.view())).collect()
-                } else {
-                    (0..self.layers.len())
-                        .map(|l| Ok(Values::F32(block.layer(l)?.view())))
-                        .collect::<Result<_>>()?
-                };
-                let reference = match identity {
-                    Some(id) => {
-                        let mut refs = Vec::with_capacity(self.layers.len());
-                        for (l, layer) in self.layers.iter().enumerate() {
-                            let mut r = ArrayD::<f32>::zeros(block.layer(l)?.raw_dim());
-                            if layer.is_feature_layer() {
-                                let at = columns.iter().position(|&c| c == id).ok_or_else(|| {
-                                    InvarianceError::Invalid(
-                                        "dses needs whole rows in every block".into(),
-                                    )
-                                })?;
-                                for i in 0..rows.len() {
-                                    let base = block.at(i, at, l)?;
-                                    for (j, &c) in columns.iter().enumerate() {
-                                        let f = dataset.apply_transformation(
-                                            base.view(),
-                                            layer.channel_axis,
-                                            c,
-                                        )?;
-                                        cell_mut(&mut r, i, j).assign(&f);
+            });
+            let mut rows = Vec::new();
+            let consumed = (|| -> Result<()> {
+                for message in receiver.iter() {
+                    match message {
+                        Message::Begin(r) => {
+                            rows = r;
+                            visitor.begin_rows(&rows, width)?;
+                        }
+                        Message::End => visitor.end_rows()?,
+                        Message::Failed(e) => return Err(e),
+                        Message::Block(block) => {
+                            let columns = block.columns_dataset().to_vec();
+                            let mut owned: Vec<ArrayD<f32>> = Vec::new();
+                            if pass.inverse {
+                                for (l, layer) in structures.iter().enumerate() {
+                                    let mut a = block.layer(l)?.clone();
+                                    if layer.is_feature_layer() {
+                                        for (i, &r) in rows.iter().enumerate() {
+                                            for (j, &c) in columns.iter().enumerate() {
+                                                let cell = block.at(i, j, l)?;
+                                                let inv = dataset.apply_inverse_transformation(
+                                                    cell,
+                                                    layer.channel_axis,
+                                                    transformation_of(r, c),
+                                                )?;
+                                                cell_mut(&mut a, i, j).assign(&inv);
+                                            }
+                                        }
                                     }
+                                    owned.push(a);
                                 }
                             }
-                            refs.push(r);
+                            let layers: Vec<Values<'_>> = if pass.inverse {
+                                owned.iter().map(|a| Values::F32(a.view())).collect()
+                            } else {
+                                (0..structures.len())
+                                    .map(|l| Ok(Values::F32(block.layer(l)?.view())))
+                                    .collect::<Result<_>>()?
+                            };
+                            let reference = match identity {
+                                Some(id) => {
+                                    let mut refs = Vec::with_capacity(structures.len());
+                                    for (l, layer) in structures.iter().enumerate() {
+                                        let mut r = ArrayD::<f32>::zeros(block.layer(l)?.raw_dim());
+                                        if layer.is_feature_layer() {
+                                            let at = columns
+                                                .iter()
+                                                .position(|&c| c == id)
+                                                .ok_or_else(|| {
+                                                    InvarianceError::Invalid(
+                                                        "dses needs whole rows in every block"
+                                                            .into(),
+                                                    )
+                                                })?;
+                                            for i in 0..rows.len() {
+                                                let base = block.at(i, at, l)?;
+                                                for (j, &c) in columns.iter().enumerate() {
+                                                    let f = dataset.apply_transformation(
+                                                        base.view(),
+                                                        layer.channel_axis,
+                                                        c,
+                                                    )?;
+                                                    cell_mut(&mut r, i, j).assign(&f);
+                                                }
+                                            }
+                                        }
+                                        refs.push(r);
+                                    }
+                                    Some(refs)
+                                }
+                                None => None,
+                            };
+                            let reference_values: Option<Vec<Values<'_>>> = reference
+                                .as_ref()
+                                .map(|r| r.iter().map(|a| Values::F32(a.view())).collect());
+                            visitor.block(&columns, &layers, reference_values.as_deref())?;
+                            if let Some(on_block) = on_block.as_mut() {
+                                on_block(rows.len() * columns.len());
+                            }
                         }
-                        Some(refs)
                     }
-                    None => None,
-                };
-                let reference_values: Option<Vec<Values<'_>>> =
-                    reference.as_ref().map(|r| r.iter().map(|a| Values::F32(a.view())).collect());
-                visitor.block(&columns, &layers, reference_values.as_deref())?;
-                if let Some(on_block) = self.on_block.as_mut() {
-                    on_block(rows.len() * columns.len());
                 }
-            }
-            visitor.end_rows()?;
-        }
-        Ok(())
+                Ok(())
+            })();
+            // Stops the producer if the accumulation failed (its next send fails).
+            drop(receiver);
+            producer
+                .join()
+                .map_err(|_| InvarianceError::Invalid("the inference thread panicked".into()))?;
+            consumed
+        })
     }
+}
+
+/// What the inference thread sends to the accumulation.
+enum Message {
+    Begin(Vec<usize>),
+    Block(nnlens_core::Block),
+    End,
+    Failed(InvarianceError),
 }

@@ -11,7 +11,9 @@ use crate::{InvarianceError, Result};
 /// [`InvarianceError::Invalid`] for `p` outside (0, 1).
 pub fn normal_quantile(p: f64) -> Result<f64> {
     if !(p > 0.0 && p < 1.0) {
-        return Err(InvarianceError::Invalid(format!("a probability in (0, 1) is needed, got {p}")));
+        return Err(InvarianceError::Invalid(format!(
+            "a probability in (0, 1) is needed, got {p}"
+        )));
     }
     let n = Normal::new(0.0, 1.0).expect("standard normal");
     Ok(n.inverse_cdf(p))
@@ -24,10 +26,14 @@ pub fn normal_quantile(p: f64) -> Result<f64> {
 /// positive.
 pub fn f_quantile(d1: f64, d2: f64, p: f64) -> Result<f64> {
     if !(p > 0.0 && p < 1.0) {
-        return Err(InvarianceError::Invalid(format!("a probability in (0, 1) is needed, got {p}")));
+        return Err(InvarianceError::Invalid(format!(
+            "a probability in (0, 1) is needed, got {p}"
+        )));
     }
     let f = FisherSnedecor::new(d1, d2).map_err(|e| {
-        InvarianceError::Invalid(format!("F distribution with {d1} and {d2} degrees of freedom: {e}"))
+        InvarianceError::Invalid(format!(
+            "F distribution with {d1} and {d2} degrees of freedom: {e}"
+        ))
     })?;
     Ok(f.inverse_cdf(p))
 }

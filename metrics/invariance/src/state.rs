@@ -131,11 +131,13 @@ impl LayerState {
             row_std: needs.row_moments.then(|| RowSums::new(a)),
             row_variance: needs.row_moments.then(|| RowSums::new(a)),
             columns: needs.column_moments.then(|| vec![Moments::new(a); transformations]),
-            transformation_distance: needs.transformation_distance.then(|| RowSums::new(distance_len)),
+            transformation_distance: needs
+                .transformation_distance
+                .then(|| RowSums::new(distance_len)),
             sample_distance: needs.sample_distance.then(|| RowSums::new(distance_len)),
-            dses: needs.dses.then(|| {
-                RowSums::new(feature_indices(layer).map_or(0, |maps| maps.len()))
-            }),
+            dses: needs
+                .dses
+                .then(|| RowSums::new(feature_indices(layer).map_or(0, |maps| maps.len()))),
             firing: None,
             chunk: Chunk::default(),
         }
@@ -388,9 +390,8 @@ fn as_3d<'a, T: Clone>(
     activations: usize,
 ) -> Result<ndarray::CowArray<'a, T, Ix3>> {
     let (h, w) = (a.shape()[0], a.shape()[1]);
-    a.to_shape((h, w, activations)).map_err(|e| {
-        InvarianceError::Invalid(format!("activations of shape {:?}: {e}", a.shape()))
-    })
+    a.to_shape((h, w, activations))
+        .map_err(|e| InvarianceError::Invalid(format!("activations of shape {:?}: {e}", a.shape())))
 }
 
 impl Visitor for PassVisitor<'_> {
@@ -433,15 +434,8 @@ impl Visitor for PassVisitor<'_> {
         self.layers.par_iter_mut().zip(layers.par_iter()).enumerate().try_for_each(
             |(l, (state, values))| -> Result<()> {
                 let reference = reference.map(|r| &r[l]);
-                with_values!(values, |a| state.add_block(
-                    work,
-                    columns,
-                    a,
-                    reference,
-                    sign,
-                    normalize,
-                    identities
-                ))
+                with_values!(values, |a| state
+                    .add_block(work, columns, a, reference, sign, normalize, identities))
             },
         )
     }

@@ -15,7 +15,8 @@ fn array(shape: &[usize], values: Vec<f64>) -> ArrayD<f64> {
 }
 
 fn run(kind: Kind, a: &ArrayD<f64>) -> MeasureResult {
-    let mut source = ArraySource::new(a.clone(), "l", None).unwrap().with_transformations(Box::new(Roll));
+    let mut source =
+        ArraySource::new(a.clone(), "l", None).unwrap().with_transformations(Box::new(Roll));
     compute(&MeasureSpec::new(kind), &mut source).unwrap()
 }
 
@@ -74,7 +75,8 @@ fn bad_inputs_are_clear_errors() {
     assert!(ArraySource::new(array(&[1, 2, 3], vec![0.0; 6]), "l", Some(0)).is_err());
     // DSES needs feature maps; same-equivariance needs the transformations.
     let a = array(&[2, 2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 1.0, 2.0]);
-    let mut s = ArraySource::new(a.clone(), "l", None).unwrap().with_transformations(Box::new(Roll));
+    let mut s =
+        ArraySource::new(a.clone(), "l", None).unwrap().with_transformations(Box::new(Roll));
     let e = compute(&MeasureSpec::new(Kind::Dses), &mut s).unwrap_err().to_string();
     assert!(e.contains("feature maps"), "{e}");
     let mut s = ArraySource::new(a, "l", None).unwrap();
@@ -162,7 +164,13 @@ proptest! {
 // ---- Models and datasets for the model path -------------------------------------------------
 
 fn layer(name: &str, shape: Vec<usize>, channel_axis: Option<usize>) -> LayerStructure {
-    LayerStructure { name: name.into(), tensor: name.into(), op: "Test".into(), shape, channel_axis }
+    LayerStructure {
+        name: name.into(),
+        tensor: name.into(),
+        op: "Test".into(),
+        shape,
+        channel_axis,
+    }
 }
 
 /// Images `[h, w]` in; layers `map` (the image as one channel, `[1, h, w]`), `square`
@@ -174,8 +182,12 @@ struct MapModel {
 
 impl MapModel {
     fn new(h: usize, w: usize) -> Self {
-        let input =
-            InputStructure { name: "x".into(), shape: vec![h, w], channel_axis: None, dtype: "f32".into() };
+        let input = InputStructure {
+            name: "x".into(),
+            shape: vec![h, w],
+            channel_axis: None,
+            dtype: "f32".into(),
+        };
         let layers = vec![
             layer("map", vec![1, h, w], Some(0)),
             layer("square", vec![1, h, w], Some(0)),
@@ -193,7 +205,11 @@ impl Model for MapModel {
     fn structure(&self) -> &ModelStructure {
         &self.structure
     }
-    fn predict(&self, x: ArrayViewD<'_, f32>, layers: Option<&[&str]>) -> nnlens_core::Result<Activations> {
+    fn predict(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        layers: Option<&[&str]>,
+    ) -> nnlens_core::Result<Activations> {
         let n = x.shape()[0];
         let mut out = Activations::new();
         for &name in layers.unwrap_or(&["map", "square", "gap", "constant"]) {
@@ -205,7 +221,12 @@ impl Model for MapModel {
                     flat.mean_axis(Axis(1)).unwrap().insert_axis(Axis(1)).into_dyn()
                 }
                 "constant" => Array::from_elem(IxDyn(&[n, 2]), 0.5f32),
-                other => return Err(CoreError::UnknownLayer { name: other.into(), known: String::new() }),
+                other => {
+                    return Err(CoreError::UnknownLayer {
+                        name: other.into(),
+                        known: String::new(),
+                    });
+                }
             };
             out.push(name, value);
         }
@@ -249,7 +270,9 @@ impl DataSet for Rolls {
             for (j, &c) in cols.iter().enumerate() {
                 let (s, t) = if self.transposed { (c, r) } else { (r, c) };
                 let image = self.base.data().index_axis(Axis(0), s);
-                out.index_axis_mut(Axis(0), i).index_axis_mut(Axis(0), j).assign(&roll(image, t as isize));
+                out.index_axis_mut(Axis(0), i)
+                    .index_axis_mut(Axis(0), j)
+                    .assign(&roll(image, t as isize));
             }
         }
         Ok(out)
@@ -371,17 +394,26 @@ proptest! {
 #[test]
 fn model_path_equals_array_path() {
     // The same activations through the model and as an array give the same values.
-    let mut d = Rolls { base: images(4, 3, 5, &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]), shifts: 3, transposed: false };
+    let mut d = Rolls {
+        base: images(4, 3, 5, &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]),
+        shifts: 3,
+        transposed: false,
+    };
     let model = MapModel::new(3, 5);
     let x = d.get_matrix(&[0, 1, 2, 3], &[0, 1, 2]).unwrap();
     let a = x.mapv(|v| f64::from(v * v)).insert_axis(Axis(2));
     for kind in [Kind::Nvi, Kind::Tvse, Kind::NormalizedSameEquivariance, Kind::AnovaF] {
         let mut source = ModelSource::new(&model, &mut d).with_layers(&["square"]).unwrap();
         let m = compute(&MeasureSpec::new(kind), &mut source).unwrap();
-        let mut array = ArraySource::new(a.clone(), "square", Some(0)).unwrap().with_transformations(Box::new(RollMaps));
+        let mut array = ArraySource::new(a.clone(), "square", Some(0))
+            .unwrap()
+            .with_transformations(Box::new(RollMaps));
         let r = compute(&MeasureSpec::new(kind), &mut array).unwrap();
         for (u, v) in m.layers[0].values.iter().zip(&r.layers[0].values) {
-            assert!((u - v).abs() <= 1e-12 * v.abs().max(1.0) || (u.is_nan() && v.is_nan()), "{kind:?}: {u} vs {v}");
+            assert!(
+                (u - v).abs() <= 1e-12 * v.abs().max(1.0) || (u.is_nan() && v.is_nan()),
+                "{kind:?}: {u} vs {v}"
+            );
         }
     }
 }
