@@ -308,7 +308,26 @@ pub struct SampleArgs {
     pub out: PathBuf,
 }
 
+/// Keeps freed memory in the process. Every block of activations is tens of MB, allocated and
+/// freed once per block; glibc's defaults hand such allocations back to the kernel at every
+/// free, and faulting the pages in again took a quarter of the time of `nnlens run nvi`
+/// (system time 5.4 s -> 0.4 s, wall 18 s -> 14-16 s, for 1000 images x 9 translations on the
+/// Fashion-MNIST CNN on 2 cores).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     nnlens_plugins::link();
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);
