@@ -159,7 +159,12 @@ fn ndarray_npy_read(path: &Path) -> ndarray::ArrayD<f32> {
 fn registries_are_listed() {
     assert!(stdout(&["backends"]).contains("tract"));
     assert_eq!(json(&["backends"])[0]["usable"], "yes");
-    assert_eq!(json(&["metrics"]), serde_json::json!([]));
+    let metrics = json(&["metrics"]);
+    let names: Vec<&str> =
+        metrics.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, nnlens_plugins::EXPECTED_METRICS);
+    assert_eq!(metrics[0]["family"], "invariance");
+    assert!(stdout(&["metrics"]).contains("nvi"));
 }
 
 #[test]
