@@ -17,11 +17,20 @@ pub enum PixelScale {
 }
 
 impl PixelScale {
-    fn factor(self) -> f32 {
+    /// The divisor of every pixel. A division in `f32`, as `x.astype('float32') / 255` and
+    /// PyTorch's `ToTensor` compute it (multiplying by `1/255` differs in the last bit for a
+    /// third of the pixel values).
+    fn divisor(self) -> f32 {
         match self {
-            PixelScale::Unit => 1.0 / 255.0,
+            PixelScale::Unit => 255.0,
             PixelScale::Raw => 1.0,
         }
+    }
+
+    /// A pixel byte as the model sees it.
+    #[inline]
+    pub fn apply(self, pixel: u8) -> f32 {
+        f32::from(pixel) / self.divisor()
     }
 }
 
@@ -127,9 +136,11 @@ impl ImageDataSet {
             });
         }
         let per = self.rows * self.cols;
-        let f = self.scale.factor();
-        let values: Vec<f32> =
-            self.pixels[range.start * per..range.end * per].iter().map(|&p| p as f32 * f).collect();
+        let scale = self.scale;
+        let values: Vec<f32> = self.pixels[range.start * per..range.end * per]
+            .iter()
+            .map(|&p| scale.apply(p))
+            .collect();
         ArrayD::from_shape_vec(IxDyn(&[range.len(), self.rows, self.cols, 1]), values)
             .map_err(|e| CoreError::DataSet(e.to_string()))
     }
@@ -193,12 +204,12 @@ impl DataSet for ImageDataSet {
         nnlens_core::check_indices(&format!("{} rows", self.name), rows, self.height())?;
         nnlens_core::check_indices(&format!("{} columns", self.name), cols, self.width())?;
         let per = self.rows * self.cols;
-        let f = self.scale.factor();
+        let scale = self.scale;
         let mut values = Vec::with_capacity(rows.len() * cols.len() * per);
         for &r in rows {
             for &c in cols {
                 let i = if self.transposed { c } else { r };
-                values.extend(self.pixels[i * per..(i + 1) * per].iter().map(|&p| p as f32 * f));
+                values.extend(self.pixels[i * per..(i + 1) * per].iter().map(|&p| scale.apply(p)));
             }
         }
         ArrayD::from_shape_vec(IxDyn(&[rows.len(), cols.len(), self.rows, self.cols, 1]), values)

@@ -275,8 +275,9 @@ impl TractModel {
                 to_layer(name, chosen)
             })
             .collect();
-        // The model's output: the first graph output that is a vector per sample (class
-        // scores), else the first floating-point graph output, else the last layer.
+        // The model's output: the last graph output that is a vector per sample (class scores;
+        // files that export every layer list the final one last), else the first floating-point
+        // graph output, else the last layer.
         let output_layers: Vec<usize> = graph
             .outputs
             .iter()
@@ -290,7 +291,7 @@ impl TractModel {
         let output = output_layers
             .iter()
             .copied()
-            .find(|&i| layers[i].shape.len() == 1)
+            .rfind(|&i| layers[i].shape.len() == 1)
             .or(output_layers.first().copied())
             .unwrap_or(layers.len() - 1);
         self.structure = ModelStructure::new(self.structure.input.clone(), layers, output)?;
