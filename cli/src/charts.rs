@@ -4,7 +4,10 @@ use std::path::Path;
 
 use anyhow::Result;
 use nnlens_invariance::{AnalyzerRow, Convention, MeasureResult};
-use nnlens_plots::{BarChart, ColourScale, Heatmap, Scatter, bar_chart, heatmap, scatter};
+use nnlens_linearity::LinearityResult;
+use nnlens_plots::{
+    BarChart, ColourScale, Heatmap, Scatter, bar_chart, heatmap, histograms, scatter,
+};
 
 /// Draws `name.png` and `name.svg` with `draw`.
 fn both(
@@ -65,4 +68,56 @@ pub fn analysis_chart(out: &Path, measure: &str, rows: &[AnalyzerRow]) -> Result
             .collect(),
     };
     both(out, "analysis", |p| scatter(p, &plot))
+}
+
+/// The plots of a linearity result: the mean L of every layer (the model's output
+/// highlighted, as the seed's figure), and at the output layer (else the last one measured)
+/// the mean L of every class and each class's histogram.
+pub fn linearity_charts(
+    out: &Path,
+    summary: &LinearityResult,
+    output: &str,
+    classes: &[String],
+) -> Result<()> {
+    let bars = BarChart {
+        title: format!("linearity per layer ({} instances; 0 = linear)", summary.instances),
+        y_label: "mean linearity L".into(),
+        labels: summary.layers.iter().map(|l| l.name.clone()).collect(),
+        values: summary.layers.iter().map(|l| l.summary.mean).collect(),
+        highlight: summary.layers.iter().position(|l| l.name == output),
+    };
+    both(out, "layers", |p| bar_chart(p, &bars))?;
+    let Some(focus) = crate::linearity::focus_layer(summary, output) else { return Ok(()) };
+    let label = |c: usize| match classes.get(c) {
+        Some(name) if name != &c.to_string() => format!("{c} {name}"),
+        _ => c.to_string(),
+    };
+    if focus.classes.len() > 1 {
+        let bars = BarChart {
+            title: format!("linearity per class at {}", focus.name),
+            y_label: "mean linearity L".into(),
+            labels: focus.classes.iter().map(|c| label(c.class)).collect(),
+            values: focus.classes.iter().map(|c| c.summary.mean).collect(),
+            highlight: None,
+        };
+        both(out, "classes", |p| bar_chart(p, &bars))?;
+    }
+    let bins = focus.summary.histogram.counts.len().max(1);
+    let panels: Vec<(String, Vec<f64>)> = if focus.classes.len() > 1 {
+        focus.classes.iter().map(|c| (label(c.class), expand(&c.summary.histogram))).collect()
+    } else {
+        vec![(focus.name.clone(), expand(&focus.summary.histogram))]
+    };
+    let title = format!("distribution of linearity at {}", focus.name);
+    both(out, "histograms", |p| histograms(p, &title, &panels, bins))
+}
+
+/// Values that reproduce a stored histogram (each bin's count at its centre), so that saved
+/// results can be redrawn without the per-instance values.
+fn expand(h: &nnlens_linearity::Histogram) -> Vec<f64> {
+    h.counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &n)| std::iter::repeat_n(0.5 * (h.edges[i] + h.edges[i + 1]), n))
+        .collect()
 }

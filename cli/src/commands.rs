@@ -44,6 +44,7 @@ fn run_metric(cli: &Cli, args: &crate::RunArgs) -> Result<()> {
             let spec = crate::invariance::measure_spec(&args.metric, &args.params)?;
             crate::invariance::run(cli, args, spec)
         }
+        nnlens_core::MetricFamily::Linearity => crate::linearity::run(cli, args),
         family => bail!("metrics of the {family:?} family cannot be run yet"),
     }
 }

@@ -429,6 +429,9 @@ pub fn plot(dir: &Path, out: Option<&PathBuf>) -> Result<()> {
     let out = out.map_or(dir, PathBuf::as_path);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let result = &doc["result"];
+    if result["metric"] == "linearity" {
+        return crate::linearity::plot(result, out, &path);
+    }
     if let Some(groups) = result.get("groups") {
         let rows: Vec<AnalyzerRow> = serde_json::from_value(groups.clone())
             .with_context(|| format!("{}: not an analysis result", path.display()))?;

@@ -8,6 +8,7 @@ mod charts;
 mod commands;
 mod inputs;
 mod invariance;
+mod linearity;
 #[macro_use]
 mod output;
 
@@ -133,6 +134,65 @@ pub struct RunArgs {
     /// Directory for result.json, CSV files and plots.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub linearity: LinearityArgs,
+}
+
+/// The options of `nnlens run linearity` (alibi's `linearity_measure`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Linearity (nnlens run linearity)")]
+pub struct LinearityArgs {
+    /// Random instances of the split to measure, drawn with --seed (default 100).
+    #[arg(long, conflicts_with_all = ["per_class", "indices"])]
+    pub instances: Option<usize>,
+    /// Measure the instances of every class (all of them, or --per-class-max of each).
+    #[arg(long, conflicts_with = "indices")]
+    pub per_class: bool,
+    /// With --per-class: at most this many instances of each class (the first ones).
+    #[arg(long, requires = "per_class")]
+    pub per_class_max: Option<usize>,
+    /// Dataset rows to measure: `3,17,42`, or a file (NPY of integers, or text).
+    #[arg(long)]
+    pub indices: Option<String>,
+    /// How samples around an instance are drawn: `grid` (each feature moved by a random
+    /// non-zero multiple of range/res, up to epsilon of its range) or `knn` (the nearest rows
+    /// of --knn-split).
+    #[arg(long, default_value = "grid")]
+    pub method: String,
+    /// `global`: || M(sum a_s v_s) - sum a_s M(v_s) ||; `pairwise`: the same for each sample
+    /// paired with the instance, averaged.
+    #[arg(long, default_value = "global")]
+    pub agg: String,
+    /// Samples per instance.
+    #[arg(long, default_value_t = 10)]
+    pub nb_samples: usize,
+    /// Grid half-width, a fraction of each feature's range.
+    #[arg(long, default_value_t = 0.04)]
+    pub epsilon: f64,
+    /// Grid resolution: steps of range/res.
+    #[arg(long, default_value_t = 100)]
+    pub res: usize,
+    /// Superposition weights, comma separated (default 1/nb_samples each; pairwise 0.5,0.5).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub alphas: Vec<f64>,
+    /// Replay grid draws: an NPY of integer offsets [instances, nb_samples, features] (sample
+    /// = instance + offset * range/res), e.g. alibi's `rnd_sign * rnd`.
+    #[arg(long)]
+    pub offsets: Option<PathBuf>,
+    /// With --method knn: the split the neighbours come from.
+    #[arg(long, default_value = "train")]
+    pub knn_split: String,
+    /// The per-feature [min, max] of the grid: `split` (the whole split, as alibi's
+    /// infer_feature_range) or an NPY array [features, 2].
+    #[arg(long, default_value = "split")]
+    pub feature_range: String,
+    /// `classifier` (compare log(p + 1e-10)) or `regressor` for every layer, or LAYER=TYPE
+    /// (repeatable). Default: classifier for probability vectors, regressor otherwise.
+    #[arg(long)]
+    pub model_type: Vec<String>,
+    /// Bins of the histograms in the result and the plots.
+    #[arg(long, default_value_t = 20)]
+    pub bins: usize,
 }
 
 /// `nnlens analyze`.
@@ -207,7 +267,7 @@ pub struct ModelArgs {
 }
 
 /// Choosing data.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Dataset name (fashion-mnist, mnist) or `embedded` (a 1000-image Fashion-MNIST test sample
     /// shipped in the binary; the default).

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 use nnlens_invariance as _;
+use nnlens_linearity as _;
 use nnlens_tract as _;
 
 /// The backends this build registers, sorted.
@@ -22,6 +23,7 @@ pub const EXPECTED_METRICS: &[&str] = &[
     "features-variance",
     "goodfellow",
     "goodfellow-normal",
+    "linearity",
     "ndi",
     "ndse",
     "normalized-features-variance",
@@ -47,6 +49,7 @@ pub fn link() {
     // dead-code elimination.
     std::hint::black_box(nnlens_tract::TractModel::load as *const ());
     std::hint::black_box(nnlens_invariance::compute as *const ());
+    std::hint::black_box(nnlens_linearity::measure as *const ());
 }
 
 #[cfg(test)]
