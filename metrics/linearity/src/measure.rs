@@ -529,7 +529,7 @@ impl Job<'_, '_> {
 /// A 0-D array.
 pub fn flatten_rows(x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
     let n = x.shape().first().copied().ok_or_else(|| invalid!("cannot flatten a scalar"))?;
-    let f = if n == 0 { x.shape()[1..].iter().product() } else { x.len() / n };
+    let f = x.len().checked_div(n).unwrap_or_else(|| x.shape()[1..].iter().product());
     x.as_standard_layout()
         .into_owned()
         .into_shape_with_order((n, f))
