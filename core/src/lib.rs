@@ -9,6 +9,7 @@
 //! | [`ModelStructure`], [`LayerStructure`] | the layers of a model, which of them carry feature maps, and where their channel axis is |
 //! | [`DataSet`], [`TransformationsDataSet`] | a 2-D matrix of inputs (rows x columns; samples x transformations), as in transformational-measures-tf |
 //! | [`BlockIterator`], [`Block`] | activations of blocks of a dataset, streamed through a model with memory bounded by the block |
+//! | [`GradModel`], [`Loss`], [`Targets`] | models that give per-example gradients of a loss with respect to their parameters |
 //! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory` |
 //! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines |
 //! | [`RunManifest`] | the serialisable description of a run |
@@ -23,6 +24,7 @@ mod block;
 mod dataset;
 mod error;
 mod evaluation;
+mod gradient;
 mod manifest;
 mod model;
 mod registry;
@@ -34,6 +36,7 @@ pub use block::{Block, BlockIterator, BlockRow, DEFAULT_BATCH_SIZE};
 pub use dataset::{ArrayDataSet, DataSet, TransformationsDataSet, check_indices};
 pub use error::CoreError;
 pub use evaluation::{Evaluation, cross_entropy_of_output};
+pub use gradient::{GradModel, Loss, Parameter, Targets};
 pub use manifest::{ArtifactRef, DatasetRef, RunManifest};
 pub use model::{Model, conform_input};
 pub use registry::{
