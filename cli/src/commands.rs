@@ -31,6 +31,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Sample(args) => sample(cli, args),
         Command::Transformations(args) => transformations(cli, args),
         Command::Run(args) => run_metric(cli, args),
+        Command::Bench(args) => crate::bench::run(cli, args),
         Command::Analyze(args) => crate::invariance::analyze(cli, args),
         Command::Plot(args) => crate::invariance::plot(&args.dir, args.out.as_ref()),
     }
@@ -45,7 +46,8 @@ fn run_metric(cli: &Cli, args: &crate::RunArgs) -> Result<()> {
             crate::invariance::run(cli, args, spec)
         }
         nnlens_core::MetricFamily::Linearity => crate::linearity::run(cli, args),
-        family => bail!("metrics of the {family:?} family cannot be run yet"),
+        nnlens_core::MetricFamily::Influence => crate::influence::run(cli, args),
+        nnlens_core::MetricFamily::Similarity => crate::similarity::run(cli, args),
     }
 }
 

@@ -432,6 +432,9 @@ pub fn plot(dir: &Path, out: Option<&PathBuf>) -> Result<()> {
     if result["metric"] == "linearity" {
         return crate::linearity::plot(result, out, &path);
     }
+    if result["metric"] == "similarity" {
+        return crate::similarity::plot(result, out, &path);
+    }
     if let Some(groups) = result.get("groups") {
         let rows: Vec<AnalyzerRow> = serde_json::from_value(groups.clone())
             .with_context(|| format!("{}: not an analysis result", path.display()))?;

@@ -1,6 +1,6 @@
 //! `nnlens run linearity` and its result files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -147,7 +147,7 @@ fn select_instances(
 }
 
 /// Rows from `1,5,9`, or from a file: NPY of integers, or text with one row per line.
-fn read_indices(spec: &str) -> Result<Vec<usize>> {
+pub(crate) fn read_indices(spec: &str) -> Result<Vec<usize>> {
     let path = Path::new(spec);
     let values: Vec<f64> = if path.is_file() {
         if spec.ends_with(".npy") {
@@ -205,8 +205,7 @@ fn feature_range(lin: &LinearityArgs, pool: &Array2<f32>) -> Result<FeatureRange
     }
     let min = a.column(0).iter().map(|&v| v as f32).collect();
     let max = a.column(1).iter().map(|&v| v as f32).collect();
-    Ok(FeatureRange::new(min, max)
-        .with_context(|| format!("--feature-range {}", path.display()))?)
+    FeatureRange::new(min, max).with_context(|| format!("--feature-range {}", path.display()))
 }
 
 fn linearity_spec(args: &RunArgs) -> Result<LinearitySpec> {
@@ -330,7 +329,7 @@ fn layer_specs(
 }
 
 /// The class names of a catalogue dataset (`embedded` is Fashion-MNIST), else the labels.
-fn class_names(dataset: &str, classes: usize) -> Vec<String> {
+pub(crate) fn class_names(dataset: &str, classes: usize) -> Vec<String> {
     let name = if dataset == "embedded" { "fashion-mnist" } else { dataset };
     match nnlens_datasets::dataset_spec(name) {
         Ok(spec) if spec.classes.len() == classes => {
@@ -448,7 +447,7 @@ fn print_summary(summary: &LinearityResult, output: &str, classes: &[String]) {
 }
 
 /// Redraws the plots of a saved linearity result.
-pub fn plot(result: &serde_json::Value, out: &Path, path: &PathBuf) -> Result<()> {
+pub fn plot(result: &serde_json::Value, out: &Path, path: &Path) -> Result<()> {
     let summary: LinearityResult = serde_json::from_value(result["summary"].clone())
         .with_context(|| format!("{}: not a linearity result", path.display()))?;
     let output = result["output_layer"].as_str().unwrap_or_default();

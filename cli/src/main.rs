@@ -4,11 +4,14 @@
 //! the libraries' registries, runs them, and writes results.
 
 mod assets;
+mod bench;
 mod charts;
 mod commands;
+mod influence;
 mod inputs;
 mod invariance;
 mod linearity;
+mod similarity;
 #[macro_use]
 mod output;
 
@@ -65,11 +68,14 @@ pub enum Command {
     /// Write a random sample of a dataset split as IDX files (how the embedded sample is made).
     Sample(SampleArgs),
     /// Run a registered metric (`nnlens metrics` lists them) and write its result files.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The seed package's Analyzer: a measure and the accuracy for every transformation group.
     Analyze(AnalyzeArgs),
     /// Redraw the plots of a saved result (a directory holding result.json).
     Plot(PlotArgs),
+    /// Inference throughput (images/s) of every backend on one model, side by side, against
+    /// tract on one thread.
+    Bench(BenchArgs),
     /// List the transformations of a set spec (`rotation:n=16`, `translation:dx=-2..2,dy=-2..2`,
     /// `scale:0.8..1.2,n=5`, `A*B` products, `A+B` unions) or of a seed group.
     Transformations(TransformationsArgs),
@@ -136,13 +142,100 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub linearity: LinearityArgs,
+    #[command(flatten)]
+    pub influence: InfluenceArgs,
+    #[command(flatten)]
+    pub similarity: SimilarityArgs,
+}
+
+/// The options of `nnlens run similarity` (alibi's `GradientSimilarity`): the instances of
+/// --split explained are chosen with --instances (default 5) or --indices; gradients come from
+/// the candle backend.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Similarity (nnlens run similarity)")]
+pub struct SimilarityArgs {
+    /// Random reference images (default 1000, or the whole split if smaller), drawn with --seed.
+    #[arg(long, conflicts_with = "reference_indices")]
+    pub reference: Option<usize>,
+    /// Rows of the reference split: `3,17,42`, or a file (NPY of integers, or text).
+    #[arg(long)]
+    pub reference_indices: Option<String>,
+    /// The split the reference images come from (default train; test for the embedded sample).
+    #[arg(long)]
+    pub reference_split: Option<String>,
+    /// How gradients are compared: `grad_dot` (X Y^T), `grad_cos` (cosine) or `grad_asym_dot`
+    /// (X Y^T / |Y|^2).
+    #[arg(long, default_value = "grad_dot")]
+    pub sim_fn: String,
+    /// Most and least similar reference images listed and drawn per instance.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Recompute the reference gradients at every explain instead of storing them (storing
+    /// takes references x parameters x 4 bytes: 1.65 GB for 1000 images of the MNIST CNN).
+    #[arg(long)]
+    pub no_precompute: bool,
+    /// `cross-entropy-from-probabilities` (a softmax output: dL/dlogits = p - y, no clipping) or
+    /// `cross-entropy-from-logits`.
+    #[arg(long, default_value = "cross-entropy-from-probabilities")]
+    pub loss: String,
+    /// The class each instance's gradient is taken for: its `label`, or the class the model
+    /// `predicted` (alibi's explain(X) without Y).
+    #[arg(long, default_value = "label")]
+    pub targets: String,
+    /// Precision of the candle gradient backend: `f32` or `f64`.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Reference gradients computed at once (in parallel): memory of this many gradients.
+    #[arg(long, default_value_t = 32)]
+    pub gradient_batch: usize,
+}
+
+/// The options of `nnlens run influence` and `nnlens run performance` (ethik's entropic
+/// re-weighting).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Influence and performance (nnlens run influence|performance)")]
+pub struct InfluenceArgs {
+    /// The model's predictions [rows, classes] as an NPY file, instead of running --model.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// A table of features instead of a dataset's images: CSV with a header of feature names,
+    /// or NPY [rows, features]; needs --predictions.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// With --table: the truth for `performance`, an NPY of labels `[rows]` or values.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// The taus: a count (ethik's grid from -1 to 1, made odd) or a list `-1,0,1` (default 3
+    /// for images, 41 for tables).
+    #[arg(long, allow_hyphen_values = true)]
+    pub taus: Option<String>,
+    /// Quantile level: tau = -1 moves a feature's mean to its alpha quantile, +1 to 1 - alpha.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// `exact` (the entropic projection solved exactly, edge targets as limits) or `ethik`
+    /// (ethik 0.0.4's own stopping rule, for comparison).
+    #[arg(long, default_value = "exact")]
+    pub solver: String,
+    /// Bootstrap samples for confidence bands (0: none), drawn with --seed.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
+    /// Fraction of rows each bootstrap sample keeps.
+    #[arg(long, default_value_t = 0.8)]
+    pub sample_frac: f64,
+    /// The band's lower quantile (upper: 1 - this).
+    #[arg(long, default_value_t = 0.05)]
+    pub conf_level: f64,
+    /// For `performance`: accuracy, log-loss or mse.
+    #[arg(long = "metric", id = "score", default_value = "accuracy")]
+    pub score: String,
 }
 
 /// The options of `nnlens run linearity` (alibi's `linearity_measure`).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Linearity (nnlens run linearity)")]
 pub struct LinearityArgs {
-    /// Random instances of the split to measure, drawn with --seed (default 100).
+    /// Random instances of the split to measure, drawn with --seed (default 100; similarity:
+    /// 5).
     #[arg(long, conflicts_with_all = ["per_class", "indices"])]
     pub instances: Option<usize>,
     /// Measure the instances of every class (all of them, or --per-class-max of each).
@@ -234,6 +327,26 @@ pub struct PlotArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `nnlens bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The ONNX model (default: the embedded Fashion-MNIST CNN).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Backends to measure, comma separated (default: every compiled-in backend usable here).
+    #[arg(long, value_delimiter = ',')]
+    pub backend: Vec<String>,
+    /// Worker threads of each backend (default: each backend's own, all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Inputs to run through each backend (rounded up to whole batches).
+    #[arg(long, default_value_t = 20_000)]
+    pub images: usize,
+}
+
 /// `nnlens transformations`.
 #[derive(Debug, Args)]
 pub struct TransformationsArgs {
@@ -260,8 +373,8 @@ pub struct ModelArgs {
     /// The inference backend.
     #[arg(long, default_value = "tract")]
     pub backend: String,
-    /// Worker threads of the backend, where it has a thread setting (default: the backend's
-    /// own). tract runs each batch on one thread for now.
+    /// Worker threads of the backend (default: all cores). tract splits each batch across
+    /// them.
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -383,11 +496,22 @@ fn keep_freed_memory() {
     }
 }
 
+/// candle (the gradient backend) runs element-wise operations on a pool of its own threads,
+/// which only competes with the per-example workers (measured: 5.2 s instead of 7.0 s for the
+/// gradients of 1000 MNIST images on 2 busy cores); one thread unless the user set it.
+fn single_threaded_candle_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of main, before any thread exists.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    single_threaded_candle_pool();
     nnlens_plugins::link();
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);

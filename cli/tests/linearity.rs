@@ -102,7 +102,13 @@ fn every_layer_in_one_run_with_files_and_plots() {
         "--seed",
         "3",
     ]);
-    assert_eq!(doc["result"]["state"], again["result"]["state"]);
+    // (The engine's float rounding may differ between batch sizes, in the last digits.)
+    assert_eq!(doc["result"]["state"]["indices"], again["result"]["state"]["indices"]);
+    for layer in 0..11 {
+        for (a, b) in values(&doc, layer).iter().zip(values(&again, layer)) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "layer {layer}: {a} vs {b}");
+        }
+    }
     // Plots are redrawn from the saved result.
     std::fs::remove_file(out.join("layers.png")).unwrap();
     nnlens().args(["-q", "plot", out_s]).assert().success();

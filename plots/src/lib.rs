@@ -11,6 +11,8 @@
 //! - [`image_heatmaps`]: a grid of small images sharing one colour scale.
 //! - [`scatter`]: annotated points.
 //! - [`histograms`]: a grid of histograms.
+//! - [`line_chart`]: curves with confidence bands.
+//! - [`image_table`]: rows of captioned grey images under column titles.
 
 #![warn(missing_docs)]
 
@@ -18,16 +20,20 @@ mod bar;
 mod common;
 mod heatmap;
 mod histogram;
+mod lines;
 mod raster;
 mod render;
 mod scatter;
+mod table;
 
 use std::path::PathBuf;
 
 pub use bar::{BarChart, bar_chart};
 pub use heatmap::{Heatmap, heatmap, image_heatmaps};
 pub use histogram::histograms;
+pub use lines::{LineChart, Series, line_chart};
 pub use scatter::{Scatter, scatter};
+pub use table::{ImageCell, ImageTable, image_table};
 
 /// Why a plot could not be written. Every message names the output path.
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,22 @@
 //! [`EXPECTED_METRICS`] or [`EXPECTED_BACKENDS`] (a test checks the registry against them).
 #![warn(missing_docs)]
 
+use nnlens_candle as _;
+use nnlens_influence as _;
 use nnlens_invariance as _;
 use nnlens_linearity as _;
+#[cfg(feature = "ort")]
+use nnlens_ort as _;
+use nnlens_similarity as _;
 use nnlens_tract as _;
 
 /// The backends this build registers, sorted.
-pub const EXPECTED_BACKENDS: &[&str] = &["tract"];
+pub const EXPECTED_BACKENDS: &[&str] = &[
+    "candle",
+    #[cfg(feature = "ort")]
+    "ort",
+    "tract",
+];
 
 /// The metrics this build registers, sorted.
 pub const EXPECTED_METRICS: &[&str] = &[
@@ -23,6 +33,7 @@ pub const EXPECTED_METRICS: &[&str] = &[
     "features-variance",
     "goodfellow",
     "goodfellow-normal",
+    "influence",
     "linearity",
     "ndi",
     "ndse",
@@ -31,9 +42,11 @@ pub const EXPECTED_METRICS: &[&str] = &[
     "normalized-variance",
     "nvi",
     "nvse",
+    "performance",
     "same-equivariance",
     "sdi",
     "sdse",
+    "similarity",
     "svi",
     "svse",
     "tdi",
@@ -48,7 +61,12 @@ pub fn link() {
     // Referencing a function of each plugin crate keeps it in the link even under aggressive
     // dead-code elimination.
     std::hint::black_box(nnlens_tract::TractModel::load as *const ());
+    std::hint::black_box(nnlens_candle::CandleModel::load as *const ());
+    std::hint::black_box(nnlens_similarity::similarity as *const ());
+    #[cfg(feature = "ort")]
+    std::hint::black_box(nnlens_ort::OrtModel::load as *const ());
     std::hint::black_box(nnlens_invariance::compute as *const ());
+    std::hint::black_box(nnlens_influence::build_influence as *const ());
     std::hint::black_box(nnlens_linearity::measure as *const ());
 }
 

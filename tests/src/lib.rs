@@ -40,6 +40,15 @@ pub fn inputs(model: &dyn Model, data: &ImageDataSet, n: usize) -> ArrayD<f32> {
     conform_input(data.batch(0..n).unwrap(), &model.structure().input).unwrap()
 }
 
+/// Images `range` of a dataset, shaped for the model's input.
+pub fn inputs_range(
+    model: &dyn Model,
+    data: &ImageDataSet,
+    range: std::ops::Range<usize>,
+) -> ArrayD<f32> {
+    conform_input(data.batch(range).unwrap(), &model.structure().input).unwrap()
+}
+
 /// Moves axis `from` of an array to the last position.
 pub fn channel_last(a: &ArrayD<f32>, from: usize) -> ArrayD<f32> {
     let mut axes: Vec<usize> = (0..a.ndim()).filter(|&i| i != from).collect();

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use nnlens_core::{
     Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
 };
+use rayon::prelude::*;
 use tract_onnx::pb;
-use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice, concatenate};
 use tract_onnx::prelude::*;
 
 use crate::graph::{GraphInfo, guess_sample_channel_axis, read_graph};
@@ -78,7 +79,13 @@ pub struct TractModel {
     /// Every activation tensor (including those that are not the chosen tensor of a layer).
     tensors: Vec<LayerStructure>,
     plans: Mutex<HashMap<(usize, Vec<String>), Plan>>,
+    /// Worker threads a batch is split across.
+    workers: usize,
 }
+
+/// The fewest inputs a worker is given: smaller batches run on one thread (splitting them
+/// costs more than it gains).
+const MIN_ROWS_PER_WORKER: usize = 8;
 
 impl std::fmt::Debug for TractModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,7 +113,7 @@ impl TractModel {
     pub fn from_bytes(
         bytes: &[u8],
         label: &str,
-        _options: &BackendOptions,
+        options: &BackendOptions,
     ) -> Result<Self, TractError> {
         let invalid = |message: String| TractError::Invalid { label: label.to_string(), message };
         let onnx = tract_onnx::onnx();
@@ -166,6 +173,10 @@ impl TractModel {
             )?,
             tensors: Vec::new(),
             plans: Mutex::new(HashMap::new()),
+            workers: options
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
         };
         model.discover(&graph)?;
         Ok(model)
@@ -336,7 +347,39 @@ impl TractModel {
         }
     }
 
+    /// The number of threads a batch is split across.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Runs a batch split into near-equal parts, one per worker (each part runs its own
+    /// state of the plan for its size), and joins the parts' activations in order.
     fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, TractError> {
+        let batch = x.shape().first().copied().unwrap_or(0);
+        let parts = self.workers.min(batch / MIN_ROWS_PER_WORKER).max(1);
+        if parts == 1 {
+            return self.run_part(x, names);
+        }
+        let bounds: Vec<(usize, usize)> =
+            (0..parts).map(|p| (p * batch / parts, (p + 1) * batch / parts)).collect();
+        let results: Vec<Result<Activations, TractError>> = bounds
+            .par_iter()
+            .map(|&(a, b)| self.run_part(x.slice_axis(Axis(0), Slice::from(a..b)), names))
+            .collect();
+        let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut joined = Activations::new();
+        for (i, name) in results[0].names().iter().enumerate() {
+            let views: Vec<_> = results.iter().map(|r| r.values()[i].view()).collect();
+            let array = concatenate(Axis(0), &views).map_err(|e| TractError::Engine {
+                label: self.label.clone(),
+                message: e.to_string(),
+            })?;
+            joined.push(name.clone(), array);
+        }
+        Ok(joined)
+    }
+
+    fn run_part(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, TractError> {
         let tensors = self.resolve(names)?;
         let input = &self.structure.input;
         if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {

@@ -8,8 +8,8 @@
 
 use tract_onnx::pb;
 
-/// Marks tensors added by a rewrite.
-pub(crate) const INTERNAL_MARK: &str = "__nnlens_";
+/// Marks tensors added by a rewrite (the mark `nnlens-onnx` skips when reading layers).
+pub(crate) const INTERNAL_MARK: &str = nnlens_onnx::INTERNAL_MARK;
 
 fn floats_attr(node: &pb::NodeProto, name: &str) -> Vec<f32> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.floats.clone()).unwrap_or_default()

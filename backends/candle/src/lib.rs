@@ -1,0 +1,80 @@
+//! # nnlens-candle
+//!
+//! The nnlens gradient backend: ONNX models run on [candle](https://github.com/huggingface/candle)
+//! (`candle-core` only, CPU, no system package, no `protoc`), with **every float initializer a
+//! trainable parameter**. [`CandleModel`] implements both [`nnlens_core::Model`] (activations of
+//! any layers, registered as the backend `candle`) and [`nnlens_core::GradModel`] (per-example
+//! gradients of a loss with respect to every parameter).
+//!
+//! ## How a model is read
+//! The ONNX bytes are decoded with `nnlens-onnx`'s hand-written protobuf messages and the graph
+//! is interpreted node by node with candle tensor operations, so candle's autograd differentiates
+//! it. Layers are discovered with the same rules as the tract backend (`nnlens_onnx::read_graph`
+//! and `nnlens_onnx::build_layers`: same names, order, channel axes and output), from the shapes
+//! that a run on a batch of zeros gives at batch sizes 1 and 2.
+//!
+//! ## Operators
+//! `Conv` (2-D; explicit, asymmetric or `SAME_*` padding; any strides and dilations; groups), `MaxPool` (2-D; any kernel, strides, padding, dilations, `ceil_mode`),
+//! `GlobalAveragePool`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Exp`, `Log`, `Neg`, `Sqrt`,
+//! `Abs`, `Gemm`, `MatMul`, `Add`, `Sub`, `Mul`, `Div`, `Reshape`, `Flatten`, `Transpose`,
+//! `Softmax`, `LogSoftmax`, `Identity`, `Dropout` (inference: the identity), `Cast`, `Constant`,
+//! `Shape`, `Gather`, `Concat`, `Unsqueeze`, `Squeeze`, `ArgMax`, and `ai.onnx.ml`
+//! `ArrayFeatureExtractor` and `Scaler` (rewritten into `Cast`/`Sub`/`Mul`). Any other operator
+//! is an error at load time naming the operator and the node ([`CandleError::Unsupported`]).
+//! Integer tensors (shapes, indices, labels) are computed on the host.
+//!
+//! Gradients are those of TensorFlow and PyTorch where candle 0.11.1 differs: max pooling sends
+//! the gradient to the first maximum of each window (candle's own `max_pool2d` backward scales it
+//! by `1/k^2`, and a reshape + `max` gives every tied maximum the whole gradient), and `Relu`
+//! passes it where its input is `> 0`.
+//!
+//! ## Precision
+//! Every floating-point tensor is computed in one [`Precision`]: `f32` by default (what the
+//! shared models' weights are; an `f64` model input is cast to `f32` by those graphs anyway), or
+//! `f64` (weights converted exactly) as a reference.
+//!
+//! ## Gradients
+//! Per example, a forward pass with a batch of 1, the loss, a backward pass, and the gradients of
+//! all parameters flattened row-major in [`nnlens_core::GradModel::parameters`] order (float
+//! initializers in order of first use by a node: Keras' layer order for tf2onnx exports).
+//! Examples run in parallel across cores (rayon). The losses ([`nnlens_core::Loss`]):
+//! - cross-entropy from probabilities: when the model's output is a softmax over the classes
+//!   (possibly behind `Identity`/`Dropout`), the loss is `-log_softmax(z)[y]` of the softmax's
+//!   input `z`, so that `dL/dz = softmax(z) - onehot(y)` exactly, with no clipping (what Keras
+//!   computes for a softmax output); otherwise `-ln p[y]` of the output;
+//! - cross-entropy from logits: `-log_softmax(out)[y]`;
+//! - mean squared error: `mean_k (out_k - t_k)^2`.
+#![warn(missing_docs)]
+
+mod custom;
+mod error;
+mod graph;
+mod linalg;
+mod model;
+mod ops;
+mod value;
+
+pub use error::{CandleError, Result};
+pub use model::{CandleModel, CandleOptions, Precision};
+
+use nnlens_core::{BackendEntry, BackendOptions, Model};
+
+fn load(path: &std::path::Path, options: &BackendOptions) -> nnlens_core::Result<Box<dyn Model>> {
+    Ok(Box::new(CandleModel::load_with(path, &options.into())?))
+}
+
+fn load_bytes(
+    bytes: &[u8],
+    label: &str,
+    options: &BackendOptions,
+) -> nnlens_core::Result<Box<dyn Model>> {
+    Ok(Box::new(CandleModel::from_bytes(bytes, label, &options.into())?))
+}
+
+nnlens_core::register_backend!(BackendEntry {
+    name: "candle",
+    description: "candle: pure-Rust ONNX interpreter with parameter gradients (no system package)",
+    available: || Ok(()),
+    load,
+    load_bytes,
+});

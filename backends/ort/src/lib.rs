@@ -1,0 +1,47 @@
+//! # nnlens-ort
+//!
+//! The ONNX Runtime backend: the fastest engine on this kind of machine. The runtime library
+//! is not linked at build time: it is loaded when the first model is, from
+//!
+//! 1. `ORT_DYLIB_PATH` (the path of `libonnxruntime.so.<version>`), else
+//! 2. the `onnxruntime` Python package of `python3` on the `PATH` (`pip install onnxruntime`;
+//!    the wheel ships `onnxruntime/capi/libonnxruntime.so.<version>`).
+//!
+//! No library found is an error that says how to get one ([`ort_library`]), never a panic.
+//!
+//! The model's structure (its layers, their names and channel axes) is the one the tract
+//! backend discovers, so that layers have the same names whichever backend runs them.
+//! Intermediate layers are made graph outputs before a session is created: one session per
+//! set of requested tensors, cached. Sessions run on `threads` intra-op threads (default: all
+//! cores).
+#![warn(missing_docs)]
+
+mod model;
+
+pub use model::{OrtError, OrtModel, ort_library};
+
+use nnlens_core::{BackendEntry, BackendOptions, Model};
+
+fn load(path: &std::path::Path, options: &BackendOptions) -> nnlens_core::Result<Box<dyn Model>> {
+    Ok(Box::new(OrtModel::load(path, options)?))
+}
+
+fn load_bytes(
+    bytes: &[u8],
+    label: &str,
+    options: &BackendOptions,
+) -> nnlens_core::Result<Box<dyn Model>> {
+    Ok(Box::new(OrtModel::from_bytes(bytes, label, options)?))
+}
+
+fn available() -> Result<(), String> {
+    model::environment().map(|_| ())
+}
+
+nnlens_core::register_backend!(BackendEntry {
+    name: "ort",
+    description: "ONNX Runtime (library from the PyPI onnxruntime wheel, loaded at run time)",
+    available,
+    load,
+    load_bytes,
+});

@@ -1,0 +1,548 @@
+//! `nnlens run similarity` (alibi's `GradientSimilarity`) and its result files.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::{ArrayD, Ix2};
+use nnlens_candle::{CandleModel, CandleOptions, Precision};
+use nnlens_core::{DataSet as _, GradModel, Loss, RunManifest, Targets, conform_input};
+use nnlens_datasets::ImageDataSet;
+use nnlens_datasets::catalog::{artifact, artifact_of_bytes};
+use nnlens_plots::{BarChart, ImageCell, ImageTable, bar_chart, image_table};
+use nnlens_similarity::{Explanation, FitReport, GradientSimilarity, SimFn, SimilaritySpec};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::inputs::{LoadedData, load_data};
+use crate::output::{print_json, print_table, write_json};
+use crate::{Cli, Format, RunArgs, assets};
+
+/// Instances explained when neither `--instances` nor `--indices` is given (the seed's).
+pub const DEFAULT_INSTANCES: usize = 5;
+/// Reference examples when neither `--reference` nor `--reference-indices` is given (the
+/// seed's).
+pub const DEFAULT_REFERENCES: usize = 1000;
+
+/// One drawn image of the result: where it comes from, its label, the model's prediction and
+/// its pixels (as the model sees them, row-major height x width).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shown {
+    row: usize,
+    label: usize,
+    prediction: usize,
+    score: Option<f64>,
+    pixels: Vec<f32>,
+}
+
+/// What the plots are drawn from (kept in result.json so that `nnlens plot` can redraw them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Figures {
+    height: usize,
+    width: usize,
+    class_names: Vec<String>,
+    sim_fn: SimFn,
+    instances: Vec<Shown>,
+    most_similar: Vec<Vec<Shown>>,
+    least_similar: Vec<Vec<Shown>>,
+    /// Per instance: (class, mean score) by reference label and by reference prediction.
+    by_label: Vec<Vec<(usize, f64)>>,
+    by_prediction: Vec<Vec<(usize, f64)>>,
+}
+
+fn model_for(
+    cli_args: &RunArgs,
+    precision: Precision,
+) -> Result<(CandleModel, nnlens_core::ArtifactRef)> {
+    let backend = cli_args.model.backend.as_str();
+    if backend != "candle" && backend != "tract" {
+        bail!(
+            "similarity needs per-example gradients, which only the candle backend gives; \
+             --backend {backend} cannot be used (the default, tract, is replaced by candle)"
+        );
+    }
+    let options = CandleOptions { precision, threads: cli_args.model.threads };
+    Ok(match &cli_args.model.model {
+        Some(path) => {
+            if !path.is_file() {
+                bail!("model file {} does not exist", path.display());
+            }
+            (CandleModel::load_with(path, &options)?, artifact(path)?)
+        }
+        None => (
+            CandleModel::from_bytes(assets::MODEL, assets::MODEL_LABEL, &options)?,
+            artifact_of_bytes(assets::MODEL_LABEL, assets::MODEL),
+        ),
+    })
+}
+
+/// Rows from `--indices`-style text: `3,17,42`, or a file (NPY of integers, or text).
+fn rows_of(spec: &str, what: &str, len: usize, name: &str) -> Result<Vec<usize>> {
+    let rows = crate::linearity::read_indices(spec).with_context(|| format!("{what} {spec}"))?;
+    if rows.is_empty() {
+        bail!("{what}: no rows given");
+    }
+    if let Some(&r) = rows.iter().find(|&&r| r >= len) {
+        bail!("{what}: row {r} is outside the {len} samples of {name}");
+    }
+    Ok(rows)
+}
+
+/// `count` random rows of `len`, sorted, drawn with `seed`.
+fn random_rows(count: usize, len: usize, seed: u64, what: &str, name: &str) -> Result<Vec<usize>> {
+    if count == 0 {
+        bail!("{what} 0: nothing to do");
+    }
+    if count > len {
+        bail!("{what} {count} is more than the {len} samples of {name}");
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, len, count).into_vec();
+    rows.sort_unstable();
+    Ok(rows)
+}
+
+/// The model's inputs and the labels of `rows` of a dataset.
+fn inputs_of(
+    model: &CandleModel,
+    data: &ImageDataSet,
+    rows: &[usize],
+) -> Result<(ArrayD<f32>, ArrayD<f32>, Vec<usize>)> {
+    let subset = data.subset(rows)?;
+    let raw = subset.batch(0..subset.len())?;
+    let x = conform_input(raw.clone(), &GradModel::structure(model).input)?;
+    Ok((x, raw, subset.labels().to_vec()))
+}
+
+/// The model's class for every input, in batches.
+fn predictions(model: &CandleModel, x: &ArrayD<f32>, batch: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(x.shape()[0]);
+    for start in (0..x.shape()[0]).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(x.shape()[0]);
+        let part = x.slice_axis(ndarray::Axis(0), (start..end).into());
+        let scores = model.output(part)?;
+        let shape = scores.shape().to_vec();
+        let scores = scores
+            .into_dimensionality::<Ix2>()
+            .ok()
+            .with_context(|| format!("the model's output {shape:?} is not class scores"))?;
+        out.extend(
+            scores
+                .outer_iter()
+                .map(|r| (0..r.len()).fold(0, |b, k| if r[k] > r[b] { k } else { b })),
+        );
+    }
+    Ok(out)
+}
+
+/// The mean score of every class present among the references, best first (the seed's
+/// `groupby(...).mean().sort_values(ascending=False)`).
+fn class_means(scores: &[f64], classes: &[usize]) -> Vec<(usize, f64)> {
+    let n = classes.iter().copied().max().map_or(0, |m| m + 1);
+    let mut sum = vec![0.0; n];
+    let mut count = vec![0usize; n];
+    for (&s, &c) in scores.iter().zip(classes) {
+        sum[c] += s;
+        count[c] += 1;
+    }
+    let mut means: Vec<(usize, f64)> =
+        (0..n).filter(|&c| count[c] > 0).map(|c| (c, sum[c] / count[c] as f64)).collect();
+    means.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    means
+}
+
+/// `nnlens run similarity`.
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let sim = &args.similarity;
+    if args.activations.is_some() || args.transformations.is_some() {
+        bail!("similarity takes no --activations or --transformations");
+    }
+    if args.linearity.per_class {
+        bail!("similarity explains --instances N or --indices ROWS; --per-class is linearity's");
+    }
+    let sim_fn: SimFn = sim.sim_fn.parse()?;
+    let loss = match sim.loss.as_str() {
+        "cross-entropy-from-probabilities" => Loss::CrossEntropyFromProbabilities,
+        "cross-entropy-from-logits" => Loss::CrossEntropyFromLogits,
+        other => bail!(
+            "--loss {other}: use cross-entropy-from-probabilities (a softmax output) or \
+             cross-entropy-from-logits (the datasets hold class labels, not regression targets)"
+        ),
+    };
+    let precision: Precision = sim.precision.parse().map_err(anyhow::Error::msg)?;
+    let explain_predicted = match sim.targets.as_str() {
+        "label" => false,
+        "predicted" => true,
+        other => bail!("--targets {other}: use label or predicted"),
+    };
+    let spec = SimilaritySpec {
+        sim_fn,
+        precompute: !sim.no_precompute,
+        top_k: sim.top_k,
+        loss,
+        batch_size: sim.gradient_batch,
+    };
+    spec.validate()?;
+
+    let t = Instant::now();
+    let (model, model_artifact) = model_for(args, precision)?;
+    let data = load_data(&args.data, None)?;
+    let reference_split = sim.reference_split.clone().unwrap_or_else(|| {
+        if args.data.dataset == "embedded" { "test".into() } else { "train".into() }
+    });
+    let reference_data: LoadedData = if reference_split == args.data.split {
+        load_data(&args.data, None)?
+    } else {
+        let mut d = args.data.clone();
+        d.split = reference_split.clone();
+        load_data(&d, None)?
+    };
+    let lin = &args.linearity;
+    let (rows, rule) = match &lin.indices {
+        Some(spec) => (rows_of(spec, "--indices", data.data.len(), data.data.name())?, "indices"),
+        None => {
+            let n = lin.instances.unwrap_or(DEFAULT_INSTANCES);
+            (random_rows(n, data.data.len(), cli.seed, "--instances", data.data.name())?, "random")
+        }
+    };
+    let (ref_rows, ref_rule) = match &sim.reference_indices {
+        Some(spec) => (
+            rows_of(
+                spec,
+                "--reference-indices",
+                reference_data.data.len(),
+                reference_data.data.name(),
+            )?,
+            "indices",
+        ),
+        None => {
+            let n = sim.reference.unwrap_or(DEFAULT_REFERENCES.min(reference_data.data.len()));
+            let seed = cli.seed.wrapping_add(1);
+            (
+                random_rows(
+                    n,
+                    reference_data.data.len(),
+                    seed,
+                    "--reference",
+                    reference_data.data.name(),
+                )?,
+                "random",
+            )
+        }
+    };
+    let (x, x_raw, labels) = inputs_of(&model, &data.data, &rows)?;
+    let (r, r_raw, ref_labels) = inputs_of(&model, &reference_data.data, &ref_rows)?;
+    let classes = model.structure().output_layer().number_activations();
+    if let Some(&l) = labels.iter().chain(&ref_labels).find(|&&l| l >= classes) {
+        bail!("label {l} is outside the model's {classes} classes: is this the model's dataset?");
+    }
+    let load_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let predicted = predictions(&model, &x, 256)?;
+    let ref_predicted = predictions(&model, &r, 256)?;
+    let predict_s = t.elapsed().as_secs_f64();
+
+    let mut gs = GradientSimilarity::new(&model, spec.clone())?;
+    tracing::info!(
+        references = ref_rows.len(),
+        dataset = reference_data.data.name(),
+        parameters = model.parameter_count(),
+        precompute = spec.precompute,
+        "fitting"
+    );
+    let fit: FitReport = gs.fit(r.view(), Targets::Classes(&ref_labels))?;
+    let t = Instant::now();
+    let targets = if explain_predicted { None } else { Some(Targets::Classes(&labels)) };
+    let explanation: Explanation = gs.explain(x.view(), targets)?;
+    let explain_s = t.elapsed().as_secs_f64();
+
+    let mut manifest = RunManifest::new("run", cli.seed);
+    manifest.backend = Some("candle".into());
+    manifest.model = Some(model_artifact);
+    manifest.dataset = Some(data.reference.clone());
+    manifest.parameters = json!({
+        "metric": "similarity",
+        "similarity": spec,
+        "precision": precision.as_str(),
+        "targets": sim.targets,
+        "instances": { "split": args.data.split, "rule": rule, "rows": rows.len() },
+        "reference": { "dataset": reference_data.reference, "split": reference_split, "rule": ref_rule, "rows": ref_rows.len() },
+        "threads": rayon::current_num_threads(),
+    });
+    manifest.timings_s.insert("load".into(), load_s);
+    manifest.timings_s.insert("predict".into(), predict_s);
+    manifest.timings_s.insert("fit".into(), fit.seconds);
+    manifest.timings_s.insert("explain".into(), explain_s);
+
+    let class_names = crate::linearity::class_names(&args.data.dataset, classes);
+    let (height, width) = image_size(data.data.data_shape());
+    let pixels = |raw: &ArrayD<f32>, i: usize| -> Vec<f32> {
+        raw.index_axis(ndarray::Axis(0), i).iter().copied().collect()
+    };
+    let shown = |j: usize, score: f64| Shown {
+        row: ref_rows[j],
+        label: ref_labels[j],
+        prediction: ref_predicted[j],
+        score: Some(score),
+        pixels: pixels(&r_raw, j),
+    };
+    let figures = Figures {
+        height,
+        width,
+        class_names: class_names.clone(),
+        sim_fn,
+        instances: (0..rows.len())
+            .map(|i| Shown {
+                row: rows[i],
+                label: labels[i],
+                prediction: predicted[i],
+                score: None,
+                pixels: pixels(&x_raw, i),
+            })
+            .collect(),
+        most_similar: explanation
+            .most_similar
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.iter().map(|&j| shown(j, explanation.scores[i][j])).collect())
+            .collect(),
+        least_similar: explanation
+            .least_similar
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.iter().map(|&j| shown(j, explanation.scores[i][j])).collect())
+            .collect(),
+        by_label: explanation.scores.iter().map(|s| class_means(s, &ref_labels)).collect(),
+        by_prediction: explanation.scores.iter().map(|s| class_means(s, &ref_predicted)).collect(),
+    };
+    let doc = json!({
+        "manifest": manifest,
+        "result": {
+            "metric": "similarity",
+            "sim_fn": sim_fn,
+            "class_names": class_names,
+            "fit": fit,
+            "instances": { "rows": rows, "labels": labels, "predictions": predicted, "targets": explanation.targets },
+            "reference": { "rows": ref_rows, "labels": ref_labels, "predictions": ref_predicted },
+            "explanation": explanation,
+            "figures": figures,
+        },
+    });
+    if let Some(out) = &args.out {
+        let t = Instant::now();
+        write_json(out, "result.json", &doc)?;
+        write_csv(out, &doc)?;
+        draw(out, &figures)?;
+        tracing::info!(out = %out.display(), seconds = t.elapsed().as_secs_f64(), "wrote the result files");
+    }
+    tracing::info!(seconds = t0.elapsed().as_secs_f64(), "similarity done");
+    match cli.format {
+        Format::Json => print_json(&doc),
+        Format::Table => {
+            print_summary(&figures, &fit, explain_s);
+            Ok(())
+        }
+    }
+}
+
+/// Height and width of an image of the dataset (`[h, w, c]` or `[h, w]`).
+fn image_size(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [h, w, ..] => (*h, *w),
+        [n] => (1, *n),
+        [] => (1, 1),
+    }
+}
+
+fn write_csv(out: &Path, doc: &serde_json::Value) -> Result<()> {
+    let result = &doc["result"];
+    let explanation: Explanation = serde_json::from_value(result["explanation"].clone())?;
+    let ids = |key: &str, field: &str| -> Vec<usize> {
+        serde_json::from_value(result[key][field].clone()).unwrap_or_default()
+    };
+    let (rows, ref_rows, ref_labels, ref_preds) = (
+        ids("instances", "rows"),
+        ids("reference", "rows"),
+        ids("reference", "labels"),
+        ids("reference", "predictions"),
+    );
+    let path = out.join("scores.csv");
+    let mut w =
+        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record([
+        "instance",
+        "instance_row",
+        "rank",
+        "reference",
+        "reference_row",
+        "reference_label",
+        "reference_prediction",
+        "score",
+    ])?;
+    for (i, order) in explanation.ordered_indices.iter().enumerate() {
+        for (rank, &j) in order.iter().enumerate() {
+            w.write_record([
+                i.to_string(),
+                rows[i].to_string(),
+                (rank + 1).to_string(),
+                j.to_string(),
+                ref_rows[j].to_string(),
+                ref_labels[j].to_string(),
+                ref_preds[j].to_string(),
+                format!("{:e}", explanation.scores[i][j]),
+            ])?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+fn caption(s: &Shown, names: &[String]) -> Vec<String> {
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mut lines = vec![format!("Label: {} - Prediction: {}", s.label, s.prediction)];
+    if names.iter().enumerate().any(|(i, n)| *n != i.to_string()) {
+        lines.push(format!("({} / {})", name(s.label), name(s.prediction)));
+    }
+    match s.score {
+        Some(score) => lines.push(format!("row {}, score {score:.4}", s.row)),
+        None => lines.push(format!("row {}", s.row)),
+    }
+    lines
+}
+
+fn grid(figures: &Figures, which: &[Vec<Shown>], most: bool) -> ImageTable {
+    let k = which.iter().map(Vec::len).max().unwrap_or(0);
+    let kind = if most { "most" } else { "least" };
+    let mut column_titles = vec!["Instance".to_string()];
+    column_titles.extend((1..=k).map(|n| format!("{} {kind}\nsimilar", ordinal(n))));
+    let cell = |s: &Shown| ImageCell {
+        caption: caption(s, &figures.class_names),
+        pixels: s.pixels.iter().map(|&v| f64::from(v)).collect(),
+    };
+    ImageTable {
+        title: format!("{} {kind} similar reference images ({})", k, figures.sim_fn),
+        column_titles,
+        rows: figures
+            .instances
+            .iter()
+            .zip(which)
+            .map(|(inst, refs)| std::iter::once(cell(inst)).chain(refs.iter().map(cell)).collect())
+            .collect(),
+        height: figures.height,
+        width: figures.width,
+        range: None,
+    }
+}
+
+/// Draws `name.png` and `name.svg`.
+fn both(
+    out: &Path,
+    name: &str,
+    draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
+) -> Result<()> {
+    for ext in ["png", "svg"] {
+        draw(&out.join(format!("{name}.{ext}")))?;
+    }
+    Ok(())
+}
+
+/// The seed's figures: each instance with its most (and least) similar reference images, and
+/// per instance the mean score of each class of the reference set, by label and by prediction.
+fn draw(out: &Path, figures: &Figures) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    both(out, "most_similar", |p| image_table(p, &grid(figures, &figures.most_similar, true)))?;
+    both(out, "least_similar", |p| image_table(p, &grid(figures, &figures.least_similar, false)))?;
+    for (i, inst) in figures.instances.iter().enumerate() {
+        for (what, means) in
+            [("label", &figures.by_label[i]), ("prediction", &figures.by_prediction[i])]
+        {
+            let chart = BarChart {
+                title: format!(
+                    "Instance {} (row {}, label {}, prediction {}): mean {} by reference {what}",
+                    i, inst.row, inst.label, inst.prediction, figures.sim_fn
+                ),
+                y_label: format!("mean {} score", figures.sim_fn),
+                labels: means.iter().map(|(c, _)| c.to_string()).collect(),
+                values: means.iter().map(|(_, m)| *m).collect(),
+                highlight: means.iter().position(|(c, _)| *c == inst.label),
+            };
+            both(out, &format!("instance_{i}_by_{what}"), |p| bar_chart(p, &chart))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(figures: &Figures, fit: &FitReport, explain_s: f64) {
+    crate::out!(
+        "{} references x {} parameters: fit {:.2} s ({}), explain {:.2} s",
+        fit.references,
+        fit.parameters,
+        fit.seconds,
+        if fit.precomputed {
+            format!("gradients stored: {:.1} MB", fit.gradient_bytes as f64 / 1e6)
+        } else {
+            "gradients recomputed per explain".to_string()
+        },
+        explain_s
+    );
+    let rows: Vec<Vec<String>> = figures
+        .instances
+        .iter()
+        .zip(&figures.most_similar)
+        .map(|(inst, most)| {
+            vec![
+                inst.row.to_string(),
+                inst.label.to_string(),
+                inst.prediction.to_string(),
+                most.iter()
+                    .map(|s| format!("{} ({}, {:.3})", s.row, s.label, s.score.unwrap_or(f64::NAN)))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "row",
+            "label",
+            "prediction",
+            &format!("most similar: reference row (label, {})", figures.sim_fn),
+        ],
+        &rows,
+    );
+}
+
+/// Redraws the plots of a saved similarity result.
+pub fn plot(result: &serde_json::Value, out: &Path, path: &Path) -> Result<()> {
+    let figures: Figures = serde_json::from_value(result["figures"].clone())
+        .with_context(|| format!("{}: not a similarity result", path.display()))?;
+    draw(out, &figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_means_are_sorted_best_first() {
+        let m = class_means(&[1.0, 3.0, 2.0, 5.0], &[0, 1, 0, 2]);
+        assert_eq!(m, [(2, 5.0), (1, 3.0), (0, 1.5)]);
+        assert_eq!(ordinal(1), "1st");
+        assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(23), "23rd");
+    }
+}
