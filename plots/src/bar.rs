@@ -111,7 +111,8 @@ impl Figure for BarChart {
             .x_labels(0)
             .y_labels(8)
             .y_max_light_lines(1)
-            .y_label_formatter(&|v| fmt_num(*v))
+            // A tick at zero computed as a sum of steps prints as 0, not -5.55e-17.
+            .y_label_formatter(&|v| fmt_num(if v.abs() < (y1 - y0) * 1e-9 { 0.0 } else { *v }))
             .y_desc(self.y_label.as_str())
             .label_style(text(13.0))
             .axis_desc_style(text(15.0))

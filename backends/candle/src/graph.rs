@@ -79,6 +79,9 @@ impl Graph {
         g.input = g.slot(input_name);
 
         // Initializers.
+        if let Some(t) = graph.initializer.iter().find(|t| t.data_type == elem::STRING) {
+            return Err(invalid(format!("initializer '{}' holds strings", t.name)));
+        }
         let mut float_inits: HashMap<usize, Tensor> = HashMap::new();
         for t in &graph.initializer {
             let value = tensor_value(t, dtype)
@@ -90,9 +93,6 @@ impl Graph {
                 }
                 other => g.consts[s] = Some(other),
             }
-        }
-        if let Some(t) = graph.initializer.iter().find(|t| t.data_type == elem::STRING) {
-            return Err(invalid(format!("initializer '{}' holds strings", t.name)));
         }
 
         // Nodes: operators checked, constants folded, producers recorded.

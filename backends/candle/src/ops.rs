@@ -261,7 +261,7 @@ impl Op {
                 trans_b: int_attr(node, "transB", 0) != 0,
             },
             "MatMul" => Op::MatMul,
-            "Add" | "Sum" if node.input.len() <= 2 => Op::Add,
+            "Add" => Op::Add,
             "Sub" => Op::Sub,
             "Mul" => Op::Mul,
             "Div" => Op::Div,

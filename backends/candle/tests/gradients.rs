@@ -8,6 +8,10 @@ use ndarray::{Array2, ArrayD, Axis, Ix2};
 use nnlens_candle::{CandleModel, CandleOptions, Precision};
 use nnlens_core::{GradModel, Loss, Targets};
 
+/// Builds a model's bytes: `double` stores the weights as DOUBLE; `param` overrides one
+/// parameter tensor's values.
+type Builder = fn(bool, Option<(usize, &[f64])>) -> Vec<u8>;
+
 fn f64_options() -> CandleOptions {
     CandleOptions { precision: Precision::F64, threads: None }
 }
@@ -16,28 +20,63 @@ fn load(bytes: &[u8]) -> CandleModel {
     CandleModel::from_bytes(bytes, "conv_pool_dense.onnx", &f64_options()).unwrap()
 }
 
-/// The loss of example 0 with parameter `p` set to `values`.
-fn loss_with(p: usize, values: &[f64], x: &ArrayD<f32>, targets: Targets<'_>, loss: Loss) -> f64 {
-    let m = load(&conv_pool_dense(true, Some((p, values))));
+/// The loss of example 0 with parameter `p` of `model` set to `values`.
+fn loss_with(
+    model: Builder,
+    p: usize,
+    values: &[f64],
+    x: &ArrayD<f32>,
+    targets: Targets<'_>,
+    loss: Loss,
+) -> f64 {
+    let m = load(&model(true, Some((p, values))));
     m.losses(x.view(), targets, loss).unwrap()[0]
 }
 
 /// The largest relative error of the analytic gradient against central differences, over every
-/// scalar of every parameter tensor; per tensor.
+/// scalar of every parameter tensor of the conv + max-pool + dense model; per tensor.
 fn finite_difference_errors(loss: Loss, targets: Targets<'_>, x: &ArrayD<f32>) -> Vec<f64> {
-    let model = load(&conv_pool_dense(true, None));
-    let names: Vec<&str> = model.parameters().iter().map(|p| p.name.as_str()).collect();
-    let expected: Vec<&str> = CONV_POOL_DENSE_PARAMS.iter().map(|p| p.0).collect();
+    fd_errors(
+        conv_pool_dense,
+        CONV_POOL_DENSE_PARAMS,
+        |name| if name.ends_with("_b") { 0.1 } else { 0.6 },
+        0,
+        loss,
+        targets,
+        x,
+    )
+}
+
+/// The same for any model built by `model` with parameters `params` (initial values
+/// `values(n, index + seed, scale(name))`).
+fn fd_errors(
+    model: Builder,
+    params: &[(&str, &[i64])],
+    scale: impl Fn(&str) -> f64,
+    seed: u64,
+    loss: Loss,
+    targets: Targets<'_>,
+    x: &ArrayD<f32>,
+) -> Vec<f64> {
+    let m = load(&model(true, None));
+    let names: Vec<&str> = m.parameters().iter().map(|p| p.name.as_str()).collect();
+    let expected: Vec<&str> = params.iter().map(|p| p.0).collect();
     assert_eq!(names, expected, "parameters in order of first use");
-    let grads = model.per_example_gradients(x.view(), targets, loss).unwrap();
-    assert_eq!(grads.dim(), (1, 230));
+    let grads = m.per_example_gradients(x.view(), targets, loss).unwrap();
+    let total: i64 = params.iter().map(|(_, d)| d.iter().product::<i64>()).sum();
+    assert_eq!(grads.dim(), (1, total as usize));
     let h = 1e-6;
     let mut offset = 0;
     let mut errors = Vec::new();
-    for (p, &(name, dims)) in CONV_POOL_DENSE_PARAMS.iter().enumerate() {
+    for (p, &(name, dims)) in params.iter().enumerate() {
         let n: i64 = dims.iter().product();
-        let scale = if name.ends_with("_b") { 0.1 } else { 0.6 };
-        let base = values(n as usize, p as u64 + 11, scale);
+        let base = if seed == 0 {
+            values(n as usize, p as u64 + 11, scale(name))
+        } else if name == "scale" {
+            values(n as usize, 40, 0.3).iter().map(|v| v + 1.0).collect()
+        } else {
+            values(n as usize, p as u64 + seed, scale(name))
+        };
         let mut worst = 0.0f64;
         let mut largest = 0.0f64;
         for k in 0..n as usize {
@@ -45,8 +84,8 @@ fn finite_difference_errors(loss: Loss, targets: Targets<'_>, x: &ArrayD<f32>) -
             plus[k] += h;
             let mut minus = base.clone();
             minus[k] -= h;
-            let fd = (loss_with(p, &plus, x, targets, loss)
-                - loss_with(p, &minus, x, targets, loss))
+            let fd = (loss_with(model, p, &plus, x, targets, loss)
+                - loss_with(model, p, &minus, x, targets, loss))
                 / (2.0 * h);
             let analytic = f64::from(grads[[0, offset + k]]);
             // f32 storage of the analytic gradient: relative 6e-8; differences: ~1e-9 absolute.
@@ -86,6 +125,22 @@ fn mean_squared_error_matches_finite_differences() {
     let t = Array2::from_shape_vec((1, 3), vec![0.9f32, -0.2, 0.4]).unwrap();
     let errors = finite_difference_errors(Loss::MeanSquaredError, Targets::Values(t.view()), &x);
     assert!(errors.iter().all(|&e| e < 1e-5), "{errors:?}");
+}
+
+#[test]
+fn gradients_through_the_other_operators_match_finite_differences() {
+    // Grouped SAME_UPPER strided conv, LeakyRelu, Sigmoid, Tanh, Mul, Sub, Div,
+    // GlobalAveragePool, a dynamic reshape, Squeeze, Flatten, MatMul, Concat, Gemm with alpha
+    // and beta, LogSoftmax; MSE on the log-probabilities and cross-entropy from logits.
+    let x = ops_inputs(1, 8);
+    let t = Array2::from_shape_vec((1, 3), vec![-0.5f32, -1.5, -1.0]).unwrap();
+    for (loss, targets) in [
+        (Loss::MeanSquaredError, Targets::Values(t.view())),
+        (Loss::CrossEntropyFromLogits, Targets::Classes(&[1])),
+    ] {
+        let errors = fd_errors(ops_model, OPS_PARAMS, |_| 0.5, 30, loss, targets, &x);
+        assert!(errors.iter().all(|&e| e < 1e-5), "{loss:?}: {errors:?}");
+    }
 }
 
 #[test]

@@ -148,3 +148,204 @@ pub fn one_node(op: &str, domain: &str, attrs: Vec<AttributeProto>) -> Vec<u8> {
     };
     ModelProto::new(graph, 13).encode_to_vec()
 }
+
+/// The parameter tensors of [`ops_model`]: name, dims.
+pub const OPS_PARAMS: &[(&str, &[i64])] = &[
+    ("gconv_w", &[6, 1, 3, 3]),
+    ("gconv_b", &[6]),
+    ("scale", &[6, 1, 1]),
+    ("dense_w", &[54, 4]),
+    ("head_w", &[3, 10]),
+    ("head_b", &[3]),
+];
+
+/// A model exercising the operators the shared models do not use, as PyTorch and tf2onnx
+/// exports write them: input `x` [N, 3, 6, 6] > grouped Conv (3 groups, SAME_UPPER, stride 2) >
+/// LeakyRelu; Sigmoid * Tanh, minus a Constant, divided by a per-channel scale >
+/// GlobalAveragePool > a dynamic flatten (Shape, Gather, Unsqueeze, Concat, Reshape) plus the
+/// same by Squeeze; Flatten of the LeakyRelu > MatMul; Concat of both > Gemm (transB, alpha,
+/// beta) > LogSoftmax.
+pub fn ops_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
+    let t = if double { elem::DOUBLE } else { elem::FLOAT };
+    let mut initializers: Vec<TensorProto> = OPS_PARAMS
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, dims))| {
+            let n: i64 = dims.iter().product();
+            let v = match param {
+                Some((p, v)) if p == i => v.to_vec(),
+                _ if name == "scale" => {
+                    values(n as usize, 40, 0.3).iter().map(|v| v + 1.0).collect()
+                }
+                _ => values(n as usize, i as u64 + 30, 0.5),
+            };
+            init(name, dims, &v, double)
+        })
+        .collect();
+    initializers.push(TensorProto::from_i64("zero", &[], vec![0]));
+    initializers.push(TensorProto::from_i64("axes0", &[1], vec![0]));
+    initializers.push(TensorProto::from_i64("axes23", &[2], vec![2, 3]));
+    initializers.push(TensorProto::from_i64("minus_one", &[1], vec![-1]));
+    let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+        NodeProto::new(op, name, inputs, &[output], attrs)
+    };
+    let graph = GraphProto {
+        name: "ops".into(),
+        node: vec![
+            n(
+                "Conv",
+                "/gconv/Conv",
+                &["x", "gconv_w", "gconv_b"],
+                "/gconv/Conv_output_0",
+                vec![
+                    AttributeProto::int("group", 3),
+                    AttributeProto::string("auto_pad", "SAME_UPPER"),
+                    AttributeProto::ints("strides", &[2, 2]),
+                ],
+            ),
+            n(
+                "LeakyRelu",
+                "/act/LeakyRelu",
+                &["/gconv/Conv_output_0"],
+                "/act/LeakyRelu_output_0",
+                vec![AttributeProto::float("alpha", 0.1)],
+            ),
+            n(
+                "Sigmoid",
+                "/gate/Sigmoid",
+                &["/gconv/Conv_output_0"],
+                "/gate/Sigmoid_output_0",
+                vec![],
+            ),
+            n("Tanh", "/gate/Tanh", &["/gconv/Conv_output_0"], "/gate/Tanh_output_0", vec![]),
+            n(
+                "Mul",
+                "/gate/Mul",
+                &["/gate/Sigmoid_output_0", "/gate/Tanh_output_0"],
+                "/gate/Mul_output_0",
+                vec![],
+            ),
+            n(
+                "Constant",
+                "/gate/Constant",
+                &[],
+                "/gate/Constant_output_0",
+                vec![AttributeProto::float("value_float", 0.1)],
+            ),
+            n(
+                "Sub",
+                "/gate/Sub",
+                &["/gate/Mul_output_0", "/gate/Constant_output_0"],
+                "/gate/Sub_output_0",
+                vec![],
+            ),
+            n("Div", "/gate/Div", &["/gate/Sub_output_0", "scale"], "/gate/Div_output_0", vec![]),
+            n(
+                "GlobalAveragePool",
+                "/pool/GlobalAveragePool",
+                &["/gate/Div_output_0"],
+                "/pool/GlobalAveragePool_output_0",
+                vec![],
+            ),
+            n(
+                "Shape",
+                "/flat/Shape",
+                &["/pool/GlobalAveragePool_output_0"],
+                "/flat/Shape_output_0",
+                vec![],
+            ),
+            n(
+                "Gather",
+                "/flat/Gather",
+                &["/flat/Shape_output_0", "zero"],
+                "/flat/Gather_output_0",
+                vec![AttributeProto::int("axis", 0)],
+            ),
+            n(
+                "Unsqueeze",
+                "/flat/Unsqueeze",
+                &["/flat/Gather_output_0", "axes0"],
+                "/flat/Unsqueeze_output_0",
+                vec![],
+            ),
+            n(
+                "Concat",
+                "/flat/Concat",
+                &["/flat/Unsqueeze_output_0", "minus_one"],
+                "/flat/Concat_output_0",
+                vec![AttributeProto::int("axis", 0)],
+            ),
+            n(
+                "Reshape",
+                "/flat/Reshape",
+                &["/pool/GlobalAveragePool_output_0", "/flat/Concat_output_0"],
+                "/flat/Reshape_output_0",
+                vec![],
+            ),
+            n(
+                "Squeeze",
+                "/squeeze/Squeeze",
+                &["/pool/GlobalAveragePool_output_0", "axes23"],
+                "/squeeze/Squeeze_output_0",
+                vec![],
+            ),
+            n(
+                "Add",
+                "/pooled/Add",
+                &["/flat/Reshape_output_0", "/squeeze/Squeeze_output_0"],
+                "/pooled/Add_output_0",
+                vec![],
+            ),
+            n(
+                "Flatten",
+                "/dense/Flatten",
+                &["/act/LeakyRelu_output_0"],
+                "/dense/Flatten_output_0",
+                vec![],
+            ),
+            n(
+                "MatMul",
+                "/dense/MatMul",
+                &["/dense/Flatten_output_0", "dense_w"],
+                "/dense/MatMul_output_0",
+                vec![],
+            ),
+            n(
+                "Concat",
+                "/cat/Concat",
+                &["/pooled/Add_output_0", "/dense/MatMul_output_0"],
+                "/cat/Concat_output_0",
+                vec![AttributeProto::int("axis", 1)],
+            ),
+            n(
+                "Gemm",
+                "/head/Gemm",
+                &["/cat/Concat_output_0", "head_w", "head_b"],
+                "/head/Gemm_output_0",
+                vec![
+                    AttributeProto::int("transB", 1),
+                    AttributeProto::float("alpha", 0.5),
+                    AttributeProto::float("beta", 2.0),
+                ],
+            ),
+            n(
+                "LogSoftmax",
+                "/out/LogSoftmax",
+                &["/head/Gemm_output_0"],
+                "log_probs",
+                vec![AttributeProto::int("axis", 1)],
+            ),
+        ],
+        initializer: initializers,
+        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
+        output: vec![ValueInfoProto::tensor("log_probs", t, &[None, Some(3)])],
+        ..Default::default()
+    };
+    ModelProto::new(graph, 13).encode_to_vec()
+}
+
+/// Inputs `[n, 3, 6, 6]` in [-1, 1].
+pub fn ops_inputs(n: usize, seed: u64) -> ndarray::ArrayD<f32> {
+    let v: Vec<f32> = values(n * 108, seed, 1.0).iter().map(|&x| x as f32).collect();
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n, 3, 6, 6]), v).unwrap()
+}
