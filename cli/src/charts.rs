@@ -10,7 +10,7 @@ use nnlens_plots::{
 };
 
 /// Draws `name.png` and `name.svg` with `draw`.
-fn both(
+pub(crate) fn both(
     out: &Path,
     name: &str,
     draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
@@ -89,8 +89,8 @@ pub fn linearity_charts(
     both(out, "layers", |p| bar_chart(p, &bars))?;
     let Some(focus) = crate::linearity::focus_layer(summary, output) else { return Ok(()) };
     let label = |c: usize| match classes.get(c) {
-        Some(name) if name != &c.to_string() => format!("{c} {name}"),
-        _ => c.to_string(),
+        Some(name) => crate::inputs::class_label(c, name),
+        None => c.to_string(),
     };
     if focus.classes.len() > 1 {
         let bars = BarChart {

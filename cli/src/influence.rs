@@ -13,6 +13,7 @@ use nnlens_plots::{
 };
 use serde_json::json;
 
+use crate::charts::both;
 use crate::inputs::{load_data, load_model};
 use crate::output::{print_json, print_table, progress, write_json};
 use crate::{Cli, Format, RunArgs};
@@ -217,7 +218,11 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
     }
     let features =
         (0..height * width).map(|i| format!("pixel {},{}", i / width, i % width)).collect();
-    let classes = class_names(&args.data.dataset, y_pred.ncols());
+    let classes = crate::inputs::class_names(&args.data.dataset, y_pred.ncols())
+        .iter()
+        .enumerate()
+        .map(|(c, name)| crate::inputs::class_label(c, name))
+        .collect();
     Ok(Inputs {
         x,
         y_pred,
@@ -227,19 +232,6 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
         classes,
         image: Some((height, width)),
     })
-}
-
-fn class_names(dataset: &str, columns: usize) -> Vec<String> {
-    let name = if dataset == "embedded" { "fashion-mnist" } else { dataset };
-    match nnlens_datasets::dataset_spec(name) {
-        Ok(spec) if spec.classes.len() == columns => spec
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if *c == i.to_string() { c.to_string() } else { format!("{i} {c}") })
-            .collect(),
-        _ => (0..columns).map(|c| c.to_string()).collect(),
-    }
 }
 
 /// An NPY array `[rows]` or `[rows, columns]` as a matrix.
@@ -349,17 +341,6 @@ fn performance_summary(result: &Performance, inputs: &Inputs) -> (String, Vec<Ve
         }
     }
     (head, rows)
-}
-
-fn both(
-    out: &Path,
-    name: &str,
-    draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
-) -> Result<()> {
-    for ext in ["png", "svg"] {
-        draw(&out.join(format!("{name}.{ext}")))?;
-    }
-    Ok(())
 }
 
 fn influence_files(out: &Path, result: &Influence, inputs: &Inputs) -> Result<()> {

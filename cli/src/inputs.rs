@@ -131,3 +131,20 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
         DatasetRef { name, split: Some(split.as_str().into()), samples: data.len(), files };
     Ok(LoadedData { data, reference })
 }
+
+/// The class names of a catalogue dataset (`embedded` is Fashion-MNIST), else the labels.
+pub fn class_names(dataset: &str, classes: usize) -> Vec<String> {
+    let name = if dataset == "embedded" { "fashion-mnist" } else { dataset };
+    match nnlens_datasets::dataset_spec(name) {
+        Ok(spec) if spec.classes.len() == classes => {
+            spec.classes.iter().map(|c| c.to_string()).collect()
+        }
+        _ => (0..classes).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// How class `class` is labelled in figures: `3 Dress`, or only `3` where the name is the
+/// number itself.
+pub fn class_label(class: usize, name: &str) -> String {
+    if name == class.to_string() { name.to_string() } else { format!("{class} {name}") }
+}

@@ -79,7 +79,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
     let summary = state.summarise(lin.bins)?;
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
-    let classes = class_names(&args.data.dataset, data.data.classes());
+    let classes = crate::inputs::class_names(&args.data.dataset, data.data.classes());
     let output = model.structure().output_layer().name.clone();
     let doc = json!({
         "manifest": manifest,
@@ -326,17 +326,6 @@ fn layer_specs(
             Ok(LayerSpec { name: name.clone(), model_type: spec.model_type_of(name, probability) })
         })
         .collect()
-}
-
-/// The class names of a catalogue dataset (`embedded` is Fashion-MNIST), else the labels.
-pub(crate) fn class_names(dataset: &str, classes: usize) -> Vec<String> {
-    let name = if dataset == "embedded" { "fashion-mnist" } else { dataset };
-    match nnlens_datasets::dataset_spec(name) {
-        Ok(spec) if spec.classes.len() == classes => {
-            spec.classes.iter().map(|c| c.to_string()).collect()
-        }
-        _ => (0..classes).map(|c| c.to_string()).collect(),
-    }
 }
 
 fn summary_cells(s: &nnlens_linearity::Summary) -> Vec<String> {

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::charts::both;
 use crate::inputs::{LoadedData, load_data};
 use crate::output::{print_json, print_table, write_json};
 use crate::{Cli, Format, RunArgs, assets};
@@ -277,7 +278,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     manifest.timings_s.insert("fit".into(), fit.seconds);
     manifest.timings_s.insert("explain".into(), explain_s);
 
-    let class_names = crate::linearity::class_names(&args.data.dataset, classes);
+    let class_names = crate::inputs::class_names(&args.data.dataset, classes);
     let (height, width) = image_size(data.data.data_shape());
     let pixels = |raw: &ArrayD<f32>, i: usize| -> Vec<f32> {
         raw.index_axis(ndarray::Axis(0), i).iter().copied().collect()
@@ -446,18 +447,6 @@ fn grid(figures: &Figures, which: &[Vec<Shown>], most: bool) -> ImageTable {
         width: figures.width,
         range: None,
     }
-}
-
-/// Draws `name.png` and `name.svg`.
-fn both(
-    out: &Path,
-    name: &str,
-    draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
-) -> Result<()> {
-    for ext in ["png", "svg"] {
-        draw(&out.join(format!("{name}.{ext}")))?;
-    }
-    Ok(())
 }
 
 /// The seed's figures: each instance with its most (and least) similar reference images, and
