@@ -1,13 +1,21 @@
 //! `nnlens bench`: inference throughput of every backend on one model, side by side.
+//!
+//! Every configuration (tract on one thread as the reference, each backend, and optionally
+//! Python's onnxruntime) runs its share of the inputs once per round, the configurations in
+//! turn, and the median round is reported with the slowest and fastest. Interleaving keeps a
+//! drift of the machine's speed from favouring whichever configuration ran first.
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::inputs::load_model_from;
+use crate::inputs::{LoadedModel, load_model_from};
 use crate::output::{print_json, print_table};
 use crate::{BenchArgs, Cli, Format};
 
@@ -17,17 +25,45 @@ struct Row {
     backend: String,
     threads: Option<usize>,
     batch: usize,
+    /// Inputs per round.
     images: usize,
-    seconds: f64,
+    rounds: usize,
+    /// Images per second of the median round.
     images_per_s: f64,
-    /// Throughput relative to tract on one thread.
+    /// Of the slowest round.
+    min_images_per_s: f64,
+    /// Of the fastest round.
+    max_images_per_s: f64,
+    /// Median throughput relative to tract on one thread.
     vs_tract_1_thread: f64,
+}
+
+/// What runs the batches of one configuration.
+enum Runner {
+    Model { loaded: LoadedModel, x: ArrayD<f32> },
+    Python(PythonOrt),
+}
+
+impl Runner {
+    /// Runs `batches` batches; returns the seconds they took.
+    fn time(&mut self, batches: usize) -> Result<f64> {
+        match self {
+            Runner::Model { loaded, x } => {
+                let t = Instant::now();
+                for _ in 0..batches {
+                    std::hint::black_box(loaded.model.predict_output(x.view())?);
+                }
+                Ok(t.elapsed().as_secs_f64())
+            }
+            Runner::Python(python) => python.time(batches),
+        }
+    }
 }
 
 /// `nnlens bench`.
 pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
-    if args.batch == 0 || args.images == 0 {
-        bail!("--batch and --images must be at least 1");
+    if args.batch == 0 || args.images == 0 || args.rounds == 0 {
+        bail!("--batch, --images and --rounds must be at least 1");
     }
     let backends: Vec<String> = if args.backend.is_empty() {
         nnlens_core::backends()
@@ -39,39 +75,65 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         args.backend.clone()
     };
     // The reference: tract on one thread, then every backend with its thread setting.
-    let mut configs: Vec<(String, Option<usize>)> = vec![("tract".into(), Some(1))];
-    configs.extend(backends.iter().map(|b| (b.clone(), args.threads)));
-    let mut rows: Vec<Row> = Vec::new();
-    for (backend, threads) in configs {
+    let mut configs: Vec<(String, Option<usize>, Runner)> = Vec::new();
+    let mut names: Vec<(String, Option<usize>)> = vec![("tract".into(), Some(1))];
+    names.extend(backends.iter().map(|b| (b.clone(), args.threads)));
+    for (backend, threads) in names {
         let loaded = load_model_from(args.model.as_deref(), &backend, threads)?;
-        let model = loaded.model.as_ref();
-        let input = &model.structure().input;
         let mut shape = vec![args.batch];
-        shape.extend_from_slice(&input.shape);
+        shape.extend_from_slice(&loaded.model.structure().input.shape);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
         let x = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.random::<f32>());
-        // Warm-up: plan optimisation, allocations.
-        model.predict_output(x.view())?;
-        let batches = args.images.div_ceil(args.batch);
-        let t = Instant::now();
-        for _ in 0..batches {
-            std::hint::black_box(model.predict_output(x.view())?);
+        configs.push((backend, threads, Runner::Model { loaded, x }));
+    }
+    let _embedded;
+    if let Some(python) = &args.python {
+        let model = match &args.model {
+            Some(path) => path.clone(),
+            None => {
+                _embedded = TempModel::write(crate::assets::MODEL)?;
+                _embedded.path.clone()
+            }
+        };
+        let runner = PythonOrt::start(python, &model, args.batch, args.threads, cli.seed)?;
+        configs.push(("onnxruntime (python)".into(), args.threads, Runner::Python(runner)));
+    }
+    // Warm-up: plan optimisation, allocations, thread pools.
+    for (_, _, runner) in &mut configs {
+        runner.time(1)?;
+    }
+    let batches = args.images.div_ceil(args.batch).div_ceil(args.rounds).max(1);
+    let images = batches * args.batch;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(args.rounds); configs.len()];
+    for round in 0..args.rounds {
+        for (i, (backend, threads, runner)) in configs.iter_mut().enumerate() {
+            let rate = images as f64 / runner.time(batches)?;
+            tracing::info!(backend, ?threads, round, rate, "measured");
+            rates[i].push(rate);
         }
-        let seconds = t.elapsed().as_secs_f64();
-        let images = batches * args.batch;
-        let rate = images as f64 / seconds;
-        let reference = rows.first().map_or(rate, |r| r.images_per_s);
-        tracing::info!(backend, ?threads, rate, "measured");
-        rows.push(Row {
-            backend,
-            threads,
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    };
+    let reference = median(&rates[0]);
+    let rows: Vec<Row> = configs
+        .iter()
+        .zip(&rates)
+        .map(|((backend, threads, _), r)| Row {
+            backend: backend.clone(),
+            threads: *threads,
             batch: args.batch,
             images,
-            seconds,
-            images_per_s: rate,
-            vs_tract_1_thread: rate / reference,
-        });
-    }
+            rounds: args.rounds,
+            images_per_s: median(r),
+            min_images_per_s: r.iter().copied().fold(f64::INFINITY, f64::min),
+            max_images_per_s: r.iter().copied().fold(0.0, f64::max),
+            vs_tract_1_thread: median(r) / reference,
+        })
+        .collect();
     match cli.format {
         Format::Json => print_json(&rows),
         Format::Table => {
@@ -82,9 +144,9 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                         r.backend.clone(),
                         r.threads.map_or("all".into(), |t| t.to_string()),
                         r.batch.to_string(),
-                        r.images.to_string(),
-                        format!("{:.2}", r.seconds),
+                        format!("{} x {}", r.rounds, r.images),
                         format!("{:.0}", r.images_per_s),
+                        format!("{:.0}-{:.0}", r.min_images_per_s, r.max_images_per_s),
                         format!("{:.2}x", r.vs_tract_1_thread),
                     ]
                 })
@@ -94,14 +156,127 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                     "backend",
                     "threads",
                     "batch",
-                    "images",
-                    "seconds",
+                    "rounds x images",
                     "images/s",
+                    "range",
                     "vs tract 1 thread",
                 ],
                 &cells,
             );
+            let rate = |name: &str| rows.iter().find(|r| r.backend == name).map(|r| r.images_per_s);
+            if let (Some(ort), Some(python)) = (rate("ort"), rate("onnxruntime (python)")) {
+                println!("ort runs at {:.2}x the throughput of Python's onnxruntime", ort / python);
+            }
             Ok(())
         }
+    }
+}
+
+/// The embedded model written to a file for the Python reference; removed on drop.
+struct TempModel {
+    path: PathBuf,
+}
+
+impl TempModel {
+    fn write(bytes: &[u8]) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("nnlens-bench-{}.onnx", std::process::id()));
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for TempModel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A Python process holding an onnxruntime session: it reads a number of batches on its
+/// standard input, runs them and answers the seconds they took.
+struct PythonOrt {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// The Python side of [`PythonOrt`]: argv = model, batch, intra-op threads (0: onnxruntime's
+/// default), seed.
+const PYTHON_ORT: &str = r#"
+import sys, time
+import numpy as np
+import onnxruntime as ort
+model, batch, threads, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+options = ort.SessionOptions()
+options.intra_op_num_threads = threads
+session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+inp = session.get_inputs()[0]
+dtype = np.float64 if inp.type == "tensor(double)" else np.float32
+x = np.random.default_rng(seed).random((batch, *inp.shape[1:])).astype(dtype)
+feed = {inp.name: x}
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    t = time.perf_counter()
+    for _ in range(n):
+        session.run(None, feed)
+    print(time.perf_counter() - t, flush=True)
+"#;
+
+impl PythonOrt {
+    fn start(
+        python: &Path,
+        model: &Path,
+        batch: usize,
+        threads: Option<usize>,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(PYTHON_ORT)
+            .arg(model)
+            .arg(batch.to_string())
+            .arg(threads.unwrap_or(0).to_string())
+            .arg(seed.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", python.display()))?;
+        let stdin = child.stdin.take().context("no stdin for the Python process")?;
+        let stdout = BufReader::new(child.stdout.take().context("no stdout for Python")?);
+        let mut python_ort = Self { child, stdin, stdout };
+        let line = python_ort.read_line().with_context(|| {
+            format!(
+                "{} could not run onnxruntime on {} (is `onnxruntime` installed for it?)",
+                python.display(),
+                model.display()
+            )
+        })?;
+        if line != "ready" {
+            bail!("the Python onnxruntime reference said '{line}' instead of 'ready'");
+        }
+        Ok(python_ort)
+    }
+
+    fn read_line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the Python process ended");
+        }
+        Ok(line.trim().to_string())
+    }
+
+    fn time(&mut self, batches: usize) -> Result<f64> {
+        writeln!(self.stdin, "{batches}")?;
+        self.stdin.flush()?;
+        let line = self.read_line()?;
+        line.parse::<f64>()
+            .with_context(|| format!("the Python onnxruntime reference answered '{line}'"))
+    }
+}
+
+impl Drop for PythonOrt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

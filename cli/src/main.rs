@@ -342,9 +342,17 @@ pub struct BenchArgs {
     /// Inputs per model call.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
-    /// Inputs to run through each backend (rounded up to whole batches).
+    /// Inputs to run through each backend (rounded up to whole batches in every round).
     #[arg(long, default_value_t = 20_000)]
     pub images: usize,
+    /// Rounds: every configuration runs its share of the inputs once per round, in turn, and
+    /// the median round is reported, so that a machine whose speed drifts affects all alike.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Also measure the Python onnxruntime of this interpreter (`pip install onnxruntime
+    /// numpy`) on the same model, batch and thread count, in the same rounds.
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
 }
 
 /// `nnlens transformations`.

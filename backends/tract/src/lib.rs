@@ -2,8 +2,11 @@
 //!
 //! The default nnlens inference backend: [tract](https://github.com/sonos/tract), pure Rust
 //! ONNX, no system package. [`TractModel`] loads any ONNX file with one input, discovers every
-//! intermediate tensor as a layer (see below), and runs any subset of layers in one pass. One
-//! optimised plan is cached per (batch size, set of layers).
+//! intermediate tensor as a layer (see below), and runs any subset of layers in one pass.
+//!
+//! A batch is cut into chunks ([`chunk_rows`]) that run on all cores (or `threads` workers),
+//! each on a reused run state of an optimised plan cached per (chunk size, set of layers); the
+//! chunks' activations are joined in order.
 //!
 //! ## Layers
 //! - every node output with a floating-point type whose first axis follows the batch size is an
@@ -29,7 +32,7 @@ mod graph;
 mod model;
 mod rewrite;
 
-pub use model::{TractError, TractModel};
+pub use model::{CHUNKS_PER_WORKER, MIN_CHUNK_ROWS, TractError, TractModel, chunk_rows};
 
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 

@@ -234,6 +234,43 @@ fn subsets_batches_and_tensor_names_agree() {
 }
 
 #[test]
+fn chunks_on_any_number_of_workers_give_the_one_worker_result() {
+    let with = |threads: usize| {
+        let options = BackendOptions { threads: Some(threads) };
+        TractModel::from_bytes(&fixture_bytes(), "fixture.onnx", &options).unwrap()
+    };
+    let one = with(1);
+    // 203 rows: several chunks and a short last one, whatever the worker count.
+    let x = images(203);
+    let reference = one.predict(x.view(), Some(&["conv", "probs", "conv"])).unwrap();
+    for threads in [2, 3, 5] {
+        let m = with(threads);
+        assert_eq!(m.workers(), threads);
+        assert!(nnlens_tract::chunk_rows(203, threads) < 203);
+        // Twice: the second run reuses the chunks' run states.
+        for _ in 0..2 {
+            let got = m.predict(x.view(), Some(&["conv", "probs", "conv"])).unwrap();
+            assert_eq!(got.names(), reference.names());
+            for (g, r) in got.values().iter().zip(reference.values()) {
+                assert_eq!(g.shape(), r.shape());
+                let worst = g.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-6, "{threads} workers: {worst}");
+            }
+        }
+    }
+}
+
+#[test]
+fn chunk_sizes_follow_the_workers() {
+    use nnlens_tract::{CHUNKS_PER_WORKER, MIN_CHUNK_ROWS, chunk_rows};
+    assert_eq!(chunk_rows(256, 1), 256);
+    assert_eq!(chunk_rows(256, 2), (256usize).div_ceil(2 * CHUNKS_PER_WORKER).max(MIN_CHUNK_ROWS));
+    assert_eq!(chunk_rows(3, 4), MIN_CHUNK_ROWS);
+    assert_eq!(chunk_rows(10_000, 2), 10_000usize.div_ceil(2 * CHUNKS_PER_WORKER));
+    assert_eq!(chunk_rows(0, 1), 1);
+}
+
+#[test]
 fn evaluate_counts_and_merges() {
     let m = load();
     let x = images(6);
