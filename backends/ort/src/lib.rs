@@ -9,8 +9,10 @@
 //!
 //! No library found is an error that says how to get one ([`ort_library`]), never a panic.
 //!
-//! The model's structure (its layers, their names and channel axes) is the one the tract
-//! backend discovers, so that layers have the same names whichever backend runs them.
+//! The model's structure (its layers, their names and channel axes) follows the rules of
+//! `nnlens_onnx::build_layers`, as in the tract and candle backends, so that layers have the
+//! same names whichever backend runs them; the shapes come from ONNX Runtime itself, running a
+//! batch of 1 and of 2 zeros with every node output requested.
 //! Intermediate layers are made graph outputs before a session is created: one session per
 //! set of requested tensors, cached. Sessions run on `threads` intra-op threads (default: all
 //! cores).

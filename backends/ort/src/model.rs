@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use ndarray::{ArrayD, ArrayViewD};
-use nnlens_core::{Activations, BackendOptions, CoreError, LayerStructure, Model, ModelStructure};
+use nnlens_core::{
+    Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
+};
+use nnlens_onnx::{TensorFact, build_layers, guess_sample_channel_axis};
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 /// What can go wrong with the ONNX Runtime backend.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,14 @@ pub enum OrtError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The bytes are not an ONNX model nnlens can use.
+    #[error("{label}: not a usable ONNX model: {message}")]
+    Invalid {
+        /// The model.
+        label: String,
+        /// Why.
+        message: String,
     },
     /// ONNX Runtime refused the model or failed to run it.
     #[error("onnxruntime, {label}: {message}")]
@@ -137,25 +148,77 @@ impl OrtModel {
         options: &BackendOptions,
     ) -> Result<Self, OrtError> {
         environment().map_err(OrtError::Library)?;
-        // The structure (layer names, shapes, channel axes) as the tract backend finds it.
-        let discovered = nnlens_tract::TractModel::from_bytes(bytes, label, options)
-            .map_err(|e| OrtError::Core(e.into()))?;
-        let structure = discovered.structure().clone();
-        let tensors = discovered.tensors().to_vec();
-        let f64_input = structure.input.dtype == "f64";
+        let invalid = |message: String| OrtError::Invalid { label: label.to_string(), message };
+        // The graph as every nnlens ONNX backend reads it (the same rewrites, so the same
+        // tensors and layer names); ONNX Runtime itself runs the file's own bytes.
+        let mut proto = nnlens_onnx::decode_model(bytes).map_err(|e| invalid(e.to_string()))?;
+        nnlens_onnx::lower_unsupported(&mut proto).map_err(invalid)?;
+        let info = nnlens_onnx::read_graph(&proto).map_err(invalid)?;
+        let f64_input = match info.input_elem_type {
+            nnlens_onnx::proto::elem::FLOAT => false,
+            nnlens_onnx::proto::elem::DOUBLE => true,
+            t => {
+                return Err(invalid(format!(
+                    "input element type {} is not supported (FLOAT or DOUBLE)",
+                    nnlens_onnx::proto::elem::name(t)
+                )));
+            }
+        };
+        let sample: Vec<usize> = info
+            .input_sample_dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.ok_or_else(|| {
+                    invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let input = InputStructure {
+            name: info.input_name.clone(),
+            shape: sample.clone(),
+            channel_axis: guess_sample_channel_axis(&sample),
+            dtype: if f64_input { "f64" } else { "f32" }.into(),
+        };
         let threads = options
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        let model = Self {
+        let mut model = Self {
             label: label.to_string(),
             bytes: bytes.to_vec(),
-            structure,
-            tensors,
+            structure: ModelStructure::new(
+                input.clone(),
+                vec![LayerStructure {
+                    name: input.name.clone(),
+                    tensor: input.name.clone(),
+                    op: "Input".into(),
+                    shape: sample,
+                    channel_axis: None,
+                }],
+                0,
+            )?,
+            tensors: Vec::new(),
             f64_input,
             threads,
             sessions: Mutex::new(HashMap::new()),
         };
+        // What every tensor is at batch sizes 1 and 2, from running the graph on zeros with
+        // every node output requested.
+        let names: Vec<String> = info.tensors.iter().map(|t| t.name.clone()).collect();
+        let (one, two) = (model.tensor_types(&names, 1)?, model.tensor_types(&names, 2)?);
+        let facts: Vec<TensorFact> = one
+            .into_iter()
+            .zip(two)
+            .map(|((is_float, at_batch_1), (_, at_batch_2))| TensorFact {
+                is_float,
+                at_batch_1,
+                at_batch_2,
+            })
+            .collect();
+        let layers = build_layers(&info, &input, &facts).map_err(invalid)?;
+        model.structure = layers.structure;
+        model.tensors = layers.tensors;
         // Refuse a model ONNX Runtime cannot run now, not at the first prediction.
         model.session(&[model.structure.output_layer().tensor.clone()])?;
         Ok(model)
@@ -172,14 +235,50 @@ impl OrtModel {
         if let Some(s) = sessions.get(tensors) {
             return Ok(s.clone());
         }
+        let session = std::sync::Arc::new(Mutex::new(self.new_session(tensors)?));
+        sessions.insert(tensors.to_vec(), session.clone());
+        Ok(session)
+    }
+
+    /// A session of the model with `tensors` as its outputs.
+    fn new_session(&self, tensors: &[String]) -> Result<Session, OrtError> {
         let env = environment().map_err(OrtError::Library)?;
         let bytes = with_outputs(&self.bytes, tensors);
         let mut builder = Session::builder(env).map_err(|e| self.engine(e))?;
         builder = builder.with_intra_threads(self.threads).map_err(|e| self.engine(e))?;
-        let session = builder.commit_from_memory(&bytes).map_err(|e| self.engine(e))?;
-        let session = std::sync::Arc::new(Mutex::new(session));
-        sessions.insert(tensors.to_vec(), session.clone());
-        Ok(session)
+        builder.commit_from_memory(&bytes).map_err(|e| self.engine(e))
+    }
+
+    /// Runs a batch of zeros with `names` as outputs (in a session that is not kept): whether
+    /// each is a floating-point tensor ONNX Runtime returns, and its shape.
+    fn tensor_types(
+        &self,
+        names: &[String],
+        batch: usize,
+    ) -> Result<Vec<(bool, Option<Vec<usize>>)>, OrtError> {
+        let mut session = self.new_session(names)?;
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&self.structure.input.shape);
+        let input_name = self.structure.input.name.clone();
+        let outputs = if self.f64_input {
+            let x = ArrayD::<f64>::zeros(shape);
+            let value = TensorRef::from_array_view(&x).map_err(|e| self.engine(e))?;
+            session.run(ort::inputs![input_name => value]).map_err(|e| self.engine(e))?
+        } else {
+            let x = ArrayD::<f32>::zeros(shape);
+            let value = TensorRef::from_array_view(&x).map_err(|e| self.engine(e))?;
+            session.run(ort::inputs![input_name => value]).map_err(|e| self.engine(e))?
+        };
+        Ok(names
+            .iter()
+            .map(|name| match outputs.get(name.as_str()).map(|v| v.dtype()) {
+                Some(ValueType::Tensor { ty, shape, .. }) => (
+                    matches!(ty, TensorElementType::Float32 | TensorElementType::Float64),
+                    shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
+                ),
+                _ => (false, None),
+            })
+            .collect())
     }
 
     /// Every activation tensor of the graph.
@@ -234,7 +333,7 @@ impl OrtModel {
             let value = TensorRef::from_array_view(&x).map_err(|e| self.engine(e))?;
             session.run(ort::inputs![input_name => value]).map_err(|e| self.engine(e))?
         };
-        let mut arrays: HashMap<&str, ArrayD<f32>> = HashMap::new();
+        let mut arrays: Vec<ArrayD<f32>> = Vec::with_capacity(unique.len());
         for t in &unique {
             let value =
                 outputs.get(t.as_str()).ok_or_else(|| self.engine(format!("no output '{t}'")))?;
@@ -245,11 +344,18 @@ impl OrtModel {
                     .map_err(|e| self.engine(format!("output '{t}': {e}")))?
                     .mapv(|v| v as f32),
             };
-            arrays.insert(t.as_str(), array);
+            arrays.push(array);
         }
+        // A tensor asked for under several names is cloned for all but its last request.
+        let mut uses: Vec<usize> =
+            unique.iter().map(|u| tensors.iter().filter(|t| *t == u).count()).collect();
         let mut result = Activations::new();
         for (name, tensor) in names.iter().zip(&tensors) {
-            result.push(*name, arrays[tensor.as_str()].clone());
+            let i = unique.iter().position(|u| u == tensor).expect("unique holds every tensor");
+            uses[i] -= 1;
+            let array =
+                if uses[i] == 0 { std::mem::take(&mut arrays[i]) } else { arrays[i].clone() };
+            result.push(*name, array);
         }
         Ok(result)
     }

@@ -11,6 +11,7 @@ use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice, concat
 use tract_onnx::prelude::*;
 
 use crate::graph::{GraphInfo, guess_sample_channel_axis, read_graph};
+use nnlens_onnx::{TensorFact, build_layers};
 
 /// Errors of the tract backend.
 #[derive(Debug, thiserror::Error)]
@@ -225,8 +226,8 @@ impl TractModel {
         }
     }
 
-    /// Types the graph at batch sizes 1 and 2 with every node output selected, and keeps the
-    /// floating-point tensors whose first axis is the batch.
+    /// Types the graph at batch sizes 1 and 2 with every node output selected, and groups the
+    /// activations into layers by the rules of `nnlens_onnx::build_layers`.
     fn discover(&mut self, graph: &GraphInfo) -> Result<(), TractError> {
         let names: Vec<&str> = graph.tensors.iter().map(|t| t.name.as_str()).collect();
         let typed = |batch: usize| -> Result<Vec<OutputFact>, TractError> {
@@ -241,96 +242,20 @@ impl TractModel {
                 })
                 .collect()
         };
-        let one = typed(1)?;
-        let two = typed(2)?;
-        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, t) in graph.tensors.iter().enumerate() {
-            let (dt, s1) = &one[i];
-            let (_, s2) = &two[i];
-            if let (Some(s1), Some(s2)) = (s1, s2)
-                && dt.is_float()
-                && !s1.is_empty()
-                && s1.len() == s2.len()
-                && s1[0] == 1
-                && s2[0] == 2
-                && s1[1..] == s2[1..]
-            {
-                shapes.insert(t.name.clone(), s1.clone());
-            }
-        }
-        let ranks: HashMap<String, usize> =
-            shapes.iter().map(|(k, v)| (k.clone(), v.len())).collect();
-        let axes = graph.channel_axes(&ranks, self.structure.input.channel_axis);
-
-        let to_layer = |name: &str, t: &crate::graph::TensorInfo| {
-            let full = &shapes[&t.name];
-            LayerStructure {
-                name: name.to_string(),
-                tensor: t.name.clone(),
-                op: t.op.clone(),
-                shape: full[1..].to_vec(),
-                channel_axis: axes.get(&t.name).and_then(|&a| a.checked_sub(1)),
-            }
-        };
-        let kept: Vec<&crate::graph::TensorInfo> =
-            graph.tensors.iter().filter(|t| shapes.contains_key(&t.name)).collect();
-        if kept.is_empty() {
-            return Err(TractError::Invalid {
-                label: self.label.clone(),
-                message: "no floating-point activation with a batch axis was found".into(),
-            });
-        }
-        self.tensors = kept.iter().map(|t| to_layer(&t.name, t)).collect();
-
-        // Group by layer name; order by the first member's position.
-        let mut groups: Vec<(String, Vec<&crate::graph::TensorInfo>)> = Vec::new();
-        for t in &kept {
-            match groups.iter_mut().find(|(n, _)| *n == t.layer_name) {
-                Some((_, members)) => members.push(t),
-                None => groups.push((t.layer_name.clone(), vec![t])),
-            }
-        }
-        let key = |members: &[&crate::graph::TensorInfo]| {
-            members
-                .iter()
-                .map(|t| (t.position, t.node))
-                .fold((f64::INFINITY, usize::MAX), |a, b| if b.0 < a.0 { b } else { a })
-        };
-        groups.sort_by(|a, b| {
-            let (ka, kb) = (key(&a.1), key(&b.1));
-            ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1))
-        });
-        let layers: Vec<LayerStructure> = groups
-            .iter()
-            .map(|(name, members)| {
-                let chosen = members
-                    .iter()
-                    .find(|t| t.name == *name)
-                    .or_else(|| members.iter().max_by_key(|t| t.node))
-                    .expect("groups are never empty");
-                to_layer(name, chosen)
+        let (one, two) = (typed(1)?, typed(2)?);
+        let facts: Vec<TensorFact> = one
+            .into_iter()
+            .zip(two)
+            .map(|((dt, at_batch_1), (_, at_batch_2))| TensorFact {
+                is_float: dt.is_float(),
+                at_batch_1,
+                at_batch_2,
             })
             .collect();
-        // The model's output: the last graph output that is a vector per sample (class scores;
-        // files that export every layer list the final one last), else the first floating-point
-        // graph output, else the last layer.
-        let output_layers: Vec<usize> = graph
-            .outputs
-            .iter()
-            .filter_map(|o| {
-                layers
-                    .iter()
-                    .position(|l| l.tensor == *o)
-                    .or_else(|| groups.iter().position(|(_, m)| m.iter().any(|t| t.name == *o)))
-            })
-            .collect();
-        let output = output_layers
-            .iter()
-            .copied()
-            .rfind(|&i| layers[i].shape.len() == 1)
-            .or(output_layers.first().copied())
-            .unwrap_or(layers.len() - 1);
-        self.structure = ModelStructure::new(self.structure.input.clone(), layers, output)?;
+        let layers = build_layers(graph, &self.structure.input, &facts)
+            .map_err(|message| TractError::Invalid { label: self.label.clone(), message })?;
+        self.structure = layers.structure;
+        self.tensors = layers.tensors;
         Ok(())
     }
 
