@@ -109,6 +109,9 @@ pub(crate) fn environment() -> Result<&'static ort::environment::Environment, St
     .map_err(Clone::clone)
 }
 
+/// Whether a tensor is floating-point, and its shape where ONNX Runtime returned it.
+type TensorType = (bool, Option<Vec<usize>>);
+
 /// An ONNX model run by ONNX Runtime.
 pub struct OrtModel {
     label: String,
@@ -255,7 +258,7 @@ impl OrtModel {
         &self,
         names: &[String],
         batch: usize,
-    ) -> Result<Vec<(bool, Option<Vec<usize>>)>, OrtError> {
+    ) -> Result<Vec<TensorType>, OrtError> {
         let mut session = self.new_session(names)?;
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.structure.input.shape);
