@@ -278,3 +278,53 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{stderr}");
 }
+
+#[test]
+fn bench_reports_every_configuration_against_tract_on_one_thread() {
+    let rows = json(&[
+        "bench",
+        "--backend",
+        "tract",
+        "--threads",
+        "2",
+        "--batch",
+        "20",
+        "--images",
+        "60",
+        "--rounds",
+        "3",
+    ]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["backend"].as_str(), rows[0]["threads"].as_u64()),
+        (Some("tract"), Some(1))
+    );
+    assert_eq!(
+        (rows[1]["backend"].as_str(), rows[1]["threads"].as_u64()),
+        (Some("tract"), Some(2))
+    );
+    assert_eq!(rows[0]["vs_tract_1_thread"].as_f64(), Some(1.0));
+    for row in rows {
+        // 60 inputs in 3 rounds of whole batches of 20: one batch per round.
+        assert_eq!((row["images"].as_u64(), row["rounds"].as_u64()), (Some(20), Some(3)));
+        let (lo, mid, hi) = (
+            row["min_images_per_s"].as_f64().unwrap(),
+            row["images_per_s"].as_f64().unwrap(),
+            row["max_images_per_s"].as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo <= mid && mid <= hi, "{row}");
+    }
+    let ratio = rows[1]["vs_tract_1_thread"].as_f64().unwrap();
+    let expected =
+        rows[1]["images_per_s"].as_f64().unwrap() / rows[0]["images_per_s"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9);
+}
+
+#[test]
+fn bench_refuses_bad_settings_and_a_missing_python() {
+    assert!(fails(&["bench", "--rounds", "0"]).contains("--rounds"));
+    let e =
+        fails(&["bench", "--backend", "tract", "--images", "8", "--python", "/nonexistent/python"]);
+    assert!(e.contains("/nonexistent/python"), "{e}");
+}

@@ -254,11 +254,7 @@ impl OrtModel {
 
     /// Runs a batch of zeros with `names` as outputs (in a session that is not kept): whether
     /// each is a floating-point tensor ONNX Runtime returns, and its shape.
-    fn tensor_types(
-        &self,
-        names: &[String],
-        batch: usize,
-    ) -> Result<Vec<TensorType>, OrtError> {
+    fn tensor_types(&self, names: &[String], batch: usize) -> Result<Vec<TensorType>, OrtError> {
         let mut session = self.new_session(names)?;
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.structure.input.shape);
