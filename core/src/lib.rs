@@ -28,6 +28,7 @@ mod gradient;
 mod manifest;
 mod model;
 mod registry;
+mod request;
 pub mod stats;
 mod structure;
 
@@ -43,6 +44,7 @@ pub use registry::{
     BackendEntry, BackendOptions, Metric, MetricEntry, MetricFamily, backend, backends, metric,
     metrics,
 };
+pub use request::TensorRequest;
 pub use structure::{InputStructure, LayerStructure, ModelStructure};
 
 #[doc(hidden)]

@@ -78,6 +78,32 @@ pub struct InputStructure {
 }
 
 impl InputStructure {
+    /// Checks a batch given to the model labelled `label`: shape `[batch, ...shape]`, at least
+    /// one input, every value finite. Returns the batch size.
+    ///
+    /// # Errors
+    /// [`CoreError::Shape`], [`CoreError::Empty`] or [`CoreError::NonFinite`] (with the index).
+    pub fn check_batch(&self, label: &str, x: &ndarray::ArrayViewD<'_, f32>) -> Result<usize> {
+        if x.ndim() != self.shape.len() + 1 || x.shape()[1..] != self.shape[..] {
+            return Err(CoreError::Shape {
+                what: format!("input of {label}"),
+                expected: format!(
+                    "[batch, {}]",
+                    self.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                got: format!("{:?}", x.shape()),
+            });
+        }
+        let batch = x.shape()[0];
+        if batch == 0 {
+            return Err(CoreError::Empty("the input batch".into()));
+        }
+        if let Some((index, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(CoreError::NonFinite { what: "the input batch".into(), value, index });
+        }
+        Ok(batch)
+    }
+
     /// The number of values in one sample.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -175,6 +201,18 @@ impl ModelStructure {
                 name: name.to_string(),
                 known: self.names().join(", "),
             })
+    }
+
+    /// The tensor behind `name`: a layer's chosen tensor (see [`Self::layer_index`]), else the
+    /// tensor of that name among `tensors` (every activation tensor of the graph).
+    ///
+    /// # Errors
+    /// [`CoreError::UnknownLayer`] naming the known layers.
+    pub fn tensor_of<'a>(&'a self, name: &str, tensors: &'a [LayerStructure]) -> Result<&'a str> {
+        match self.layer_index(name) {
+            Ok(i) => Ok(&self.layers[i].tensor),
+            Err(e) => tensors.iter().find(|t| t.tensor == name).map(|t| t.tensor.as_str()).ok_or(e),
+        }
     }
 
     /// The layer called `name` (see [`Self::layer_index`]).

@@ -3,10 +3,10 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn};
 use nnlens_core::{
-    Activations, BackendOptions, CoreError, GradModel, InputStructure, LayerStructure, Loss, Model,
-    ModelStructure, Parameter, Targets,
+    Activations, BackendOptions, CoreError, GradModel, LayerStructure, Loss, Model, ModelStructure,
+    Parameter, Targets, TensorRequest,
 };
-use nnlens_onnx::{TensorFact, build_layers, guess_sample_channel_axis, read_graph};
+use nnlens_onnx::{TensorFact, build_layers, read_graph};
 use rayon::prelude::*;
 
 use crate::error::{CandleError, Result};
@@ -136,37 +136,13 @@ impl CandleModel {
             tracing::debug!(?rewritten, "lowered operators");
         }
         let info = read_graph(&proto).map_err(invalid)?;
-        let declared = match info.input_elem_type {
-            nnlens_onnx::proto::elem::FLOAT => "f32",
-            nnlens_onnx::proto::elem::DOUBLE => "f64",
-            t => {
-                return Err(invalid(format!(
-                    "input element type {} is not supported (FLOAT or DOUBLE)",
-                    nnlens_onnx::proto::elem::name(t)
-                )));
-            }
-        };
-        let sample: Vec<usize> = info
-            .input_sample_dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                d.ok_or_else(|| {
-                    invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))
-                })
-            })
-            .collect::<Result<_>>()?;
+        let input = info.input_structure().map_err(invalid)?;
+        let sample = input.shape.clone();
         let dtype = match options.precision {
             Precision::F32 => DType::F32,
             Precision::F64 => DType::F64,
         };
         let graph = Graph::compile(&proto, &info.input_name, dtype, label)?;
-        let input = InputStructure {
-            name: info.input_name.clone(),
-            shape: sample.clone(),
-            channel_axis: guess_sample_channel_axis(&sample),
-            dtype: declared.into(),
-        };
 
         // What every tensor is at batch sizes 1 and 2, from running the graph on zeros.
         let run_zeros = |batch: usize| -> Result<Vec<Option<Value>>> {
@@ -275,28 +251,7 @@ impl CandleModel {
 
     /// Checks a batch and returns its size.
     fn check_batch(&self, x: &ArrayViewD<'_, f32>) -> Result<usize> {
-        let input = &self.structure.input;
-        if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {
-            return Err(CoreError::Shape {
-                what: format!("input of {}", self.label),
-                expected: format!(
-                    "[batch, {}]",
-                    input.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-                got: format!("{:?}", x.shape()),
-            }
-            .into());
-        }
-        let batch = x.shape()[0];
-        if batch == 0 {
-            return Err(CoreError::Empty("the input batch".into()).into());
-        }
-        if let Some((index, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(
-                CoreError::NonFinite { what: "the input batch".into(), value, index }.into()
-            );
-        }
-        Ok(batch)
+        Ok(self.structure.input.check_batch(&self.label, x)?)
     }
 
     fn tensor_of(&self, x: ArrayViewD<'_, f32>) -> Result<Tensor> {
@@ -316,27 +271,6 @@ impl CandleModel {
         ArrayD::from_shape_vec(IxDyn(&dims), data).map_err(|e| self.engine(e))
     }
 
-    /// Resolves names (layer or tensor) to slots.
-    fn resolve(&self, names: &[&str]) -> Result<Vec<usize>> {
-        names
-            .iter()
-            .map(|&n| {
-                let tensor = match self.structure.layer_index(n) {
-                    Ok(i) => self.structure.layers[i].tensor.as_str(),
-                    Err(e) => self
-                        .tensors
-                        .iter()
-                        .find(|t| t.tensor == n)
-                        .map(|t| t.tensor.as_str())
-                        .ok_or(CandleError::Core(e))?,
-                };
-                self.graph
-                    .slot_of(tensor)
-                    .ok_or_else(|| self.engine(format!("tensor '{tensor}' is not in the graph")))
-            })
-            .collect()
-    }
-
     /// Runs rows of a batch and returns the tensors of `slots`.
     fn run_chunk(&self, x: ArrayViewD<'_, f32>, slots: &[usize]) -> Result<Vec<ArrayD<f32>>> {
         let values = self.graph.run(self.tensor_of(x)?, Some(slots), &self.label)?;
@@ -349,9 +283,18 @@ impl CandleModel {
             .collect()
     }
 
-    fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations> {
+    fn run(&self, x: ArrayViewD<'_, f32>, layers: Option<&[&str]>) -> Result<Activations> {
+        let request = TensorRequest::new(&self.structure, &self.tensors, layers)?;
         let batch = self.check_batch(&x)?;
-        let slots = self.resolve(names)?;
+        let slots: Vec<usize> = request
+            .distinct()
+            .iter()
+            .map(|t| {
+                self.graph
+                    .slot_of(t)
+                    .ok_or_else(|| self.engine(format!("tensor '{t}' is not in the graph")))
+            })
+            .collect::<Result<_>>()?;
         let starts: Vec<usize> = (0..batch).step_by(PREDICT_CHUNK).collect();
         let chunks: Vec<Vec<ArrayD<f32>>> = self.install(|| {
             starts
@@ -362,17 +305,17 @@ impl CandleModel {
                 })
                 .collect::<Result<_>>()
         })?;
-        let mut result = Activations::new();
-        for (i, name) in names.iter().enumerate() {
-            let array = if chunks.len() == 1 {
-                chunks[0][i].clone()
-            } else {
-                let views: Vec<_> = chunks.iter().map(|c| c[i].view()).collect();
-                ndarray::concatenate(Axis(0), &views).map_err(|e| self.engine(e))?
-            };
-            result.push(*name, array);
-        }
-        Ok(result)
+        let arrays: Vec<ArrayD<f32>> = if chunks.len() == 1 {
+            chunks.into_iter().next().expect("one chunk")
+        } else {
+            (0..slots.len())
+                .map(|i| {
+                    let views: Vec<_> = chunks.iter().map(|c| c[i].view()).collect();
+                    ndarray::concatenate(Axis(0), &views).map_err(|e| self.engine(e))
+                })
+                .collect::<Result<_>>()?
+        };
+        Ok(request.assemble(arrays))
     }
 
     /// The loss of one example (a scalar tensor in the compute precision).
@@ -572,15 +515,7 @@ impl Model for CandleModel {
         x: ArrayViewD<'_, f32>,
         layers: Option<&[&str]>,
     ) -> nnlens_core::Result<Activations> {
-        let all;
-        let names = match layers {
-            Some(names) => names,
-            None => {
-                all = self.structure.names();
-                &all
-            }
-        };
-        Ok(self.run(x, names)?)
+        Ok(self.run(x, layers)?)
     }
 }
 

@@ -251,6 +251,42 @@ pub fn layer_name_of(tensor: &str) -> String {
     base.to_string()
 }
 
+impl GraphInfo {
+    /// The model's input as nnlens describes it: `f32` (ONNX FLOAT) or `f64` (DOUBLE), every
+    /// axis but the batch of known size, the channel axis guessed from the shape.
+    ///
+    /// # Errors
+    /// A message for another element type or a symbolic axis after the batch.
+    pub fn input_structure(&self) -> Result<InputStructure, String> {
+        let dtype = match self.input_elem_type {
+            pb::elem::FLOAT => "f32",
+            pb::elem::DOUBLE => "f64",
+            t => {
+                return Err(format!(
+                    "input element type {} is not supported (FLOAT or DOUBLE)",
+                    pb::elem::name(t)
+                ));
+            }
+        };
+        let shape: Vec<usize> = self
+            .input_sample_dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.ok_or_else(|| {
+                    format!("input axis {} is symbolic; only the batch axis may be", i + 1)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(InputStructure {
+            name: self.input_name.clone(),
+            channel_axis: guess_sample_channel_axis(&shape),
+            shape,
+            dtype: dtype.into(),
+        })
+    }
+}
+
 /// Guesses the channel axis of a per-sample image shape (see the module docs).
 pub fn guess_sample_channel_axis(sample: &[usize]) -> Option<usize> {
     if sample.len() < 2 {

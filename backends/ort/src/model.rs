@@ -6,9 +6,9 @@ use std::sync::{Mutex, OnceLock};
 
 use ndarray::{ArrayD, ArrayViewD};
 use nnlens_core::{
-    Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
+    Activations, BackendOptions, CoreError, LayerStructure, Model, ModelStructure, TensorRequest,
 };
-use nnlens_onnx::{TensorFact, build_layers, guess_sample_channel_axis};
+use nnlens_onnx::{TensorFact, build_layers};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
@@ -157,32 +157,9 @@ impl OrtModel {
         let mut proto = nnlens_onnx::decode_model(bytes).map_err(|e| invalid(e.to_string()))?;
         nnlens_onnx::lower_unsupported(&mut proto).map_err(invalid)?;
         let info = nnlens_onnx::read_graph(&proto).map_err(invalid)?;
-        let f64_input = match info.input_elem_type {
-            nnlens_onnx::proto::elem::FLOAT => false,
-            nnlens_onnx::proto::elem::DOUBLE => true,
-            t => {
-                return Err(invalid(format!(
-                    "input element type {} is not supported (FLOAT or DOUBLE)",
-                    nnlens_onnx::proto::elem::name(t)
-                )));
-            }
-        };
-        let sample: Vec<usize> = info
-            .input_sample_dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                d.ok_or_else(|| {
-                    invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let input = InputStructure {
-            name: info.input_name.clone(),
-            shape: sample.clone(),
-            channel_axis: guess_sample_channel_axis(&sample),
-            dtype: if f64_input { "f64" } else { "f32" }.into(),
-        };
+        let input = info.input_structure().map_err(invalid)?;
+        let f64_input = input.dtype == "f64";
+        let sample = input.shape.clone();
         let threads = options
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -285,45 +262,18 @@ impl OrtModel {
         &self.tensors
     }
 
-    fn resolve(&self, names: &[&str]) -> Result<Vec<String>, OrtError> {
-        names
-            .iter()
-            .map(|&n| match self.structure.layer_index(n) {
-                Ok(i) => Ok(self.structure.layers[i].tensor.clone()),
-                Err(e) => self
-                    .tensors
-                    .iter()
-                    .find(|t| t.tensor == n)
-                    .map(|t| t.tensor.clone())
-                    .ok_or(OrtError::Core(e)),
-            })
-            .collect()
-    }
-
-    fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, OrtError> {
-        let input = &self.structure.input;
-        if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {
-            return Err(CoreError::Shape {
-                what: format!("input of {}", self.label),
-                expected: format!("[batch, {:?}]", input.shape),
-                got: format!("{:?}", x.shape()),
-            }
-            .into());
-        }
-        if x.shape()[0] == 0 {
-            return Err(CoreError::Empty("the input batch".into()).into());
-        }
-        let tensors = self.resolve(names)?;
-        let mut unique: Vec<String> = Vec::new();
-        for t in &tensors {
-            if !unique.contains(t) {
-                unique.push(t.clone());
-            }
-        }
-        let session = self.session(&unique)?;
+    fn run(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        layers: Option<&[&str]>,
+    ) -> Result<Activations, OrtError> {
+        let request = TensorRequest::new(&self.structure, &self.tensors, layers)?;
+        self.structure.input.check_batch(&self.label, &x)?;
+        let unique = request.distinct();
+        let session = self.session(unique)?;
         let mut session = session.lock().map_err(|_| self.engine("session poisoned"))?;
         let x = x.as_standard_layout();
-        let input_name = input.name.clone();
+        let input_name = self.structure.input.name.clone();
         let outputs = if self.f64_input {
             let x64 = x.mapv(f64::from);
             let value = TensorRef::from_array_view(&x64).map_err(|e| self.engine(e))?;
@@ -333,7 +283,7 @@ impl OrtModel {
             session.run(ort::inputs![input_name => value]).map_err(|e| self.engine(e))?
         };
         let mut arrays: Vec<ArrayD<f32>> = Vec::with_capacity(unique.len());
-        for t in &unique {
+        for t in unique {
             let value =
                 outputs.get(t.as_str()).ok_or_else(|| self.engine(format!("no output '{t}'")))?;
             let array = match value.try_extract_array::<f32>() {
@@ -345,18 +295,7 @@ impl OrtModel {
             };
             arrays.push(array);
         }
-        // A tensor asked for under several names is cloned for all but its last request.
-        let mut uses: Vec<usize> =
-            unique.iter().map(|u| tensors.iter().filter(|t| *t == u).count()).collect();
-        let mut result = Activations::new();
-        for (name, tensor) in names.iter().zip(&tensors) {
-            let i = unique.iter().position(|u| u == tensor).expect("unique holds every tensor");
-            uses[i] -= 1;
-            let array =
-                if uses[i] == 0 { std::mem::take(&mut arrays[i]) } else { arrays[i].clone() };
-            result.push(*name, array);
-        }
-        Ok(result)
+        Ok(request.assemble(arrays))
     }
 }
 
@@ -402,15 +341,7 @@ impl Model for OrtModel {
         x: ArrayViewD<'_, f32>,
         layers: Option<&[&str]>,
     ) -> nnlens_core::Result<Activations> {
-        let all;
-        let names = match layers {
-            Some(names) => names,
-            None => {
-                all = self.structure.names();
-                &all
-            }
-        };
-        Ok(self.run(x, names)?)
+        Ok(self.run(x, layers)?)
     }
 }
 

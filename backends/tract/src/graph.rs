@@ -5,7 +5,7 @@
 use prost::Message;
 use tract_onnx::pb;
 
-pub(crate) use nnlens_onnx::{GraphInfo, guess_sample_channel_axis};
+pub(crate) use nnlens_onnx::GraphInfo;
 
 /// Reads the graph of a (possibly rewritten) model: re-encodes tract's message and decodes it
 /// with `nnlens-onnx`'s, which hold the fields the rules read. Tensors added by a rewrite carry

@@ -3,14 +3,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use nnlens_core::{
-    Activations, BackendOptions, CoreError, InputStructure, LayerStructure, Model, ModelStructure,
+    Activations, BackendOptions, CoreError, LayerStructure, Model, ModelStructure, TensorRequest,
 };
 use rayon::prelude::*;
 use tract_onnx::pb;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice, concatenate};
 use tract_onnx::prelude::*;
 
-use crate::graph::{GraphInfo, guess_sample_channel_axis, read_graph};
+use crate::graph::{GraphInfo, read_graph};
 use nnlens_onnx::{TensorFact, build_layers};
 
 /// Errors of the tract backend.
@@ -152,25 +152,9 @@ impl TractModel {
             tracing::debug!(?rewritten, "lowered operators tract lacks");
         }
         let graph = read_graph(&proto).map_err(invalid)?;
-        let input_type = match graph.input_elem_type {
-            1 => InputType::F32,
-            11 => InputType::F64,
-            t => {
-                return Err(invalid(format!(
-                    "input element type {t} is not supported (f32 or f64)"
-                )));
-            }
-        };
-        let sample: Vec<usize> = graph
-            .input_sample_dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                d.ok_or_else(|| {
-                    invalid(format!("input axis {} is symbolic; only the batch axis may be", i + 1))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let input = graph.input_structure().map_err(invalid)?;
+        let input_type = if input.dtype == "f64" { InputType::F64 } else { InputType::F32 };
+        let sample = input.shape.clone();
         let inference = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| invalid(format!("tract cannot read the graph: {}", chain(&e))))?;
@@ -180,15 +164,7 @@ impl TractModel {
             inference,
             input_type,
             structure: ModelStructure::new(
-                InputStructure {
-                    name: graph.input_name.clone(),
-                    shape: sample.clone(),
-                    channel_axis: guess_sample_channel_axis(&sample),
-                    dtype: match input_type {
-                        InputType::F32 => "f32".into(),
-                        InputType::F64 => "f64".into(),
-                    },
-                },
+                input,
                 vec![LayerStructure {
                     name: graph.input_name.clone(),
                     tensor: graph.input_name.clone(),
@@ -259,22 +235,6 @@ impl TractModel {
         Ok(())
     }
 
-    /// Resolves names (layer or tensor) to tensor names.
-    fn resolve(&self, names: &[&str]) -> Result<Vec<String>, TractError> {
-        names
-            .iter()
-            .map(|&n| match self.structure.layer_index(n) {
-                Ok(i) => Ok(self.structure.layers[i].tensor.clone()),
-                Err(e) => self
-                    .tensors
-                    .iter()
-                    .find(|t| t.tensor == n)
-                    .map(|t| t.tensor.clone())
-                    .ok_or(e.into()),
-            })
-            .collect()
-    }
-
     fn plan(&self, batch: usize, tensors: &[String]) -> Result<Plan, TractError> {
         let key = (batch, tensors.to_vec());
         if let Some(plan) = self.plans.lock().map_err(|_| self.poisoned())?.get(&key) {
@@ -331,37 +291,20 @@ impl TractModel {
 
     /// Runs a batch: chunks of [`chunk_rows`] inputs go to the workers, and the chunks'
     /// activations are joined in order.
-    fn run(&self, x: ArrayViewD<'_, f32>, names: &[&str]) -> Result<Activations, TractError> {
-        let tensors = self.resolve(names)?;
-        let input = &self.structure.input;
-        if x.ndim() != input.shape.len() + 1 || x.shape()[1..] != input.shape[..] {
-            return Err(CoreError::Shape {
-                what: format!("input of {}", self.label),
-                expected: format!(
-                    "[batch, {}]",
-                    input.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-                got: format!("{:?}", x.shape()),
-            }
-            .into());
-        }
-        let batch = x.shape()[0];
-        if batch == 0 {
-            return Err(CoreError::Empty("the input batch".into()).into());
-        }
-        // One plan per distinct set of tensors; a tensor asked for twice is run once.
-        let mut unique: Vec<String> = Vec::new();
-        for t in &tensors {
-            if !unique.contains(t) {
-                unique.push(t.clone());
-            }
-        }
+    fn run(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        layers: Option<&[&str]>,
+    ) -> Result<Activations, TractError> {
+        let request = TensorRequest::new(&self.structure, &self.tensors, layers)?;
+        let batch = self.structure.input.check_batch(&self.label, &x)?;
+        let unique = request.distinct();
         let x = x.as_standard_layout();
         let rows = chunk_rows(batch, self.workers);
         let chunks: Vec<(usize, usize)> =
             (0..batch).step_by(rows).map(|a| (a, (a + rows).min(batch))).collect();
         let run = |&(a, b): &(usize, usize)| {
-            self.run_chunk(x.slice_axis(Axis(0), Slice::from(a..b)), &unique)
+            self.run_chunk(x.slice_axis(Axis(0), Slice::from(a..b)), unique)
         };
         let results: Vec<Vec<ArrayD<f32>>> = if chunks.len() == 1 || self.workers == 1 {
             chunks.iter().map(run).collect::<Result<_, _>>()?
@@ -370,7 +313,7 @@ impl TractModel {
         } else {
             chunks.par_iter().map(run).collect::<Result<_, _>>()?
         };
-        let mut arrays: Vec<ArrayD<f32>> = if results.len() == 1 {
+        let arrays: Vec<ArrayD<f32>> = if results.len() == 1 {
             results.into_iter().next().expect("one chunk")
         } else {
             (0..unique.len())
@@ -383,18 +326,7 @@ impl TractModel {
                 })
                 .collect::<Result<_, _>>()?
         };
-        // A tensor asked for under several names is cloned for all but its last request.
-        let mut uses: Vec<usize> =
-            unique.iter().map(|u| tensors.iter().filter(|t| *t == u).count()).collect();
-        let mut result = Activations::new();
-        for (name, tensor) in names.iter().zip(&tensors) {
-            let i = unique.iter().position(|u| u == tensor).expect("unique holds every tensor");
-            uses[i] -= 1;
-            let array =
-                if uses[i] == 0 { std::mem::take(&mut arrays[i]) } else { arrays[i].clone() };
-            result.push(*name, array);
-        }
-        Ok(result)
+        Ok(request.assemble(arrays))
     }
 
     /// Runs one chunk with an idle state of its plan (or a new one), returning the tensors in
@@ -445,14 +377,6 @@ impl Model for TractModel {
         x: ArrayViewD<'_, f32>,
         layers: Option<&[&str]>,
     ) -> nnlens_core::Result<Activations> {
-        let all;
-        let names = match layers {
-            Some(names) => names,
-            None => {
-                all = self.structure.names();
-                &all
-            }
-        };
-        Ok(self.run(x, names)?)
+        Ok(self.run(x, layers)?)
     }
 }

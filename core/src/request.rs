@@ -1,0 +1,138 @@
+//! [`TensorRequest`]: the layers a prediction asks for, as the distinct tensors an engine runs.
+
+use ndarray::ArrayD;
+
+use crate::{Activations, LayerStructure, ModelStructure, Result};
+
+/// The names a prediction asks for (layer names or raw tensor names), resolved to tensors: a
+/// tensor asked for under several names is computed once and handed out under each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRequest {
+    names: Vec<String>,
+    /// For each name, its index in `distinct`.
+    slots: Vec<usize>,
+    distinct: Vec<String>,
+}
+
+impl TensorRequest {
+    /// Resolves `layers` (`None`: every layer of `structure`) with
+    /// [`ModelStructure::tensor_of`]; `tensors` are every activation tensor of the graph.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::UnknownLayer`] for a name that is neither a layer nor a tensor.
+    pub fn new(
+        structure: &ModelStructure,
+        tensors: &[LayerStructure],
+        layers: Option<&[&str]>,
+    ) -> Result<Self> {
+        let names: Vec<String> = match layers {
+            Some(names) => names.iter().map(|n| n.to_string()).collect(),
+            None => structure.layers.iter().map(|l| l.name.clone()).collect(),
+        };
+        let mut distinct: Vec<String> = Vec::new();
+        let mut slots = Vec::with_capacity(names.len());
+        for name in &names {
+            let tensor = structure.tensor_of(name, tensors)?;
+            let slot = match distinct.iter().position(|t| t == tensor) {
+                Some(slot) => slot,
+                None => {
+                    distinct.push(tensor.to_string());
+                    distinct.len() - 1
+                }
+            };
+            slots.push(slot);
+        }
+        Ok(Self { names, slots, distinct })
+    }
+
+    /// The distinct tensors to compute, in the order of their first request.
+    pub fn distinct(&self) -> &[String] {
+        &self.distinct
+    }
+
+    /// The activations under the requested names, from one array per distinct tensor (in the
+    /// order of [`Self::distinct`]); an array asked for under several names is cloned for all
+    /// but its last.
+    ///
+    /// # Panics
+    /// When `arrays` does not hold one array per distinct tensor (an engine's bug).
+    pub fn assemble(&self, arrays: Vec<ArrayD<f32>>) -> Activations {
+        assert_eq!(arrays.len(), self.distinct.len(), "one array per distinct tensor");
+        let mut arrays: Vec<Option<ArrayD<f32>>> = arrays.into_iter().map(Some).collect();
+        let mut last = vec![0; self.distinct.len()];
+        for (i, &slot) in self.slots.iter().enumerate() {
+            last[slot] = i;
+        }
+        let mut result = Activations::new();
+        for (i, (name, &slot)) in self.names.iter().zip(&self.slots).enumerate() {
+            let array = if last[slot] == i {
+                arrays[slot].take().expect("each array is moved once, at its last request")
+            } else {
+                arrays[slot].clone().expect("moved only at the last request")
+            };
+            result.push(name.clone(), array);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InputStructure;
+
+    fn structure() -> (ModelStructure, Vec<LayerStructure>) {
+        let layer = |name: &str, tensor: &str| LayerStructure {
+            name: name.into(),
+            tensor: tensor.into(),
+            op: "Relu".into(),
+            shape: vec![2],
+            channel_axis: None,
+        };
+        let input = InputStructure {
+            name: "x".into(),
+            shape: vec![2],
+            channel_axis: None,
+            dtype: "f32".into(),
+        };
+        let layers = vec![layer("a", "t_a"), layer("b", "t_b")];
+        let tensors = vec![layer("t_a", "t_a"), layer("t_hidden", "t_hidden"), layer("t_b", "t_b")];
+        (ModelStructure::new(input, layers, 1).unwrap(), tensors)
+    }
+
+    #[test]
+    fn names_share_tensors_and_come_back_in_order() {
+        let (s, tensors) = structure();
+        let r = TensorRequest::new(&s, &tensors, Some(&["b", "t_hidden", "t_b", "a"])).unwrap();
+        assert_eq!(r.distinct(), ["t_b", "t_hidden", "t_a"]);
+        let arrays = (0..3).map(|i| ArrayD::from_elem(vec![1, 2], i as f32)).collect();
+        let acts = r.assemble(arrays);
+        assert_eq!(acts.names(), ["b", "t_hidden", "t_b", "a"]);
+        let firsts: Vec<f32> = acts.values().iter().map(|a| a[[0, 0]]).collect();
+        assert_eq!(firsts, [0.0, 1.0, 0.0, 2.0]);
+    }
+
+    #[test]
+    fn no_names_means_every_layer_and_unknown_names_are_errors() {
+        let (s, tensors) = structure();
+        let r = TensorRequest::new(&s, &tensors, None).unwrap();
+        assert_eq!(r.distinct(), ["t_a", "t_b"]);
+        let e = TensorRequest::new(&s, &tensors, Some(&["nope"])).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains('a'), "{e}");
+    }
+
+    #[test]
+    fn batches_are_checked() {
+        let (s, _) = structure();
+        let ok = ndarray::ArrayD::<f32>::zeros(vec![3, 2]);
+        assert_eq!(s.input.check_batch("m", &ok.view()).unwrap(), 3);
+        let wrong = ndarray::ArrayD::<f32>::zeros(vec![3, 4]);
+        assert!(s.input.check_batch("m", &wrong.view()).unwrap_err().to_string().contains("m"));
+        let empty = ndarray::ArrayD::<f32>::zeros(vec![0, 2]);
+        assert!(s.input.check_batch("m", &empty.view()).is_err());
+        let mut nan = ok.clone();
+        nan[[1, 1]] = f32::NAN;
+        let e = s.input.check_batch("m", &nan.view()).unwrap_err().to_string();
+        assert!(e.contains("NaN") || e.contains("finite"), "{e}");
+    }
+}
