@@ -299,6 +299,10 @@ fn bad_inputs_are_errors() {
     assert!(matches!(m.predict(wrong.view(), None), Err(CoreError::Shape { .. })));
     let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 1, 4, 4]));
     assert!(m.predict(empty.view(), None).is_err());
+    let mut nan = images(3);
+    nan[[2, 0, 1, 3]] = f32::NAN;
+    let e = m.predict(nan.view(), None).unwrap_err();
+    assert!(matches!(e, CoreError::NonFinite { index: 39, .. }), "{e}");
     let e =
         TractModel::from_bytes(b"definitely not protobuf", "junk.onnx", &BackendOptions::default())
             .unwrap_err();
