@@ -1,44 +1,16 @@
 //! The `nnlens` binary, end to end, on the embedded model and sample and on files made here.
 //! Nothing outside the repository is needed.
 
+mod common;
+use common::{fails, json, stdout};
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use nnlens_datasets::idx::{IdxArray, IdxData, gzip};
-
-fn nnlens() -> Command {
-    let mut cmd = Command::cargo_bin("nnlens").unwrap();
-    cmd.env_remove("NNLENS_LOG").env("NNLENS_CACHE_DIR", "/nonexistent-nnlens-cache");
-    cmd
-}
-
-/// Runs a command that must fail, and returns its one-line error.
-fn fails(args: &[&str]) -> String {
-    let out = nnlens().arg("-q").args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr
-}
 
 /// `nnlens evaluate` on the Fashion-MNIST files of `dir`, which must fail; its error.
 fn evaluate_fashion_dir_fails(dir: &Path) -> String {
     fails(&["evaluate", "--dataset", "fashion-mnist", "--data-dir", dir.to_str().unwrap()])
-}
-
-fn stdout(args: &[&str]) -> String {
-    let out = nnlens().arg("-q").args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--format", "json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&stdout(&all)).unwrap()
 }
 
 /// Writes a tiny Fashion-MNIST-named test split (n images of 28x28) into `dir`.

@@ -1,36 +1,11 @@
 //! `nnlens run linearity` end to end on the embedded model and sample: result files, plots,
 //! reproducibility with --seed, replayed offsets, per-class runs and bad input.
 
-use std::path::Path;
+mod common;
+use common::{fails, is_png, json, nnlens};
 
-use assert_cmd::Command;
 use ndarray::Array3;
 use ndarray_npy::WriteNpyExt;
-
-fn nnlens() -> Command {
-    let mut cmd = Command::cargo_bin("nnlens").unwrap();
-    cmd.env_remove("NNLENS_LOG").env("NNLENS_CACHE_DIR", "/nonexistent-nnlens-cache");
-    cmd
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = nnlens().args(["-q", "--format", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = nnlens().arg("-q").args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    stderr
-}
-
-fn is_png(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG"))
-}
 
 fn values(doc: &serde_json::Value, layer: usize) -> Vec<f64> {
     doc["result"]["state"]["values"][layer]

@@ -2,33 +2,8 @@
 //! images explained by other test images): result files, plots, redraw, the same scores with
 //! and without precompute, and bad input.
 
-use std::path::Path;
-
-use assert_cmd::Command;
-
-fn nnlens() -> Command {
-    let mut cmd = Command::cargo_bin("nnlens").unwrap();
-    cmd.env_remove("NNLENS_LOG").env("NNLENS_CACHE_DIR", "/nonexistent-nnlens-cache");
-    cmd
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = nnlens().args(["-q", "--format", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = nnlens().arg("-q").args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    stderr
-}
-
-fn is_png(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG"))
-}
+mod common;
+use common::{fails, is_png, json, nnlens};
 
 fn scores(doc: &serde_json::Value) -> Vec<Vec<f64>> {
     serde_json::from_value(doc["result"]["explanation"]["scores"].clone()).unwrap()
