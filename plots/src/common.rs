@@ -80,6 +80,47 @@ pub(crate) fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
 }
 
 /// Draws `note` centred on the pixel `(x, y)` of `area`, in grey.
+/// The chart of an x-y figure (lines, scatter): `title` above, the x range `x` and y range `y`,
+/// a mesh with 10 x and 8 y labels, and the axis descriptions.
+pub(crate) fn xy_chart<'a, DB>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<XyChart<'a, DB>, Box<dyn std::error::Error>>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, text(24.0))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_labels(10)
+        .max_light_lines(1)
+        .y_labels(8)
+        .x_label_formatter(&|v| fmt_num(*v))
+        .y_label_formatter(&|v| fmt_num(*v))
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(text(13.0))
+        .axis_desc_style(text(15.0))
+        .draw()?;
+    Ok(chart)
+}
+
+/// What [`xy_chart`] returns.
+pub(crate) type XyChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
 pub(crate) fn draw_note<DB>(
     area: &DrawingArea<DB, Shift>,
     note: &str,

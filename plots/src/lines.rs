@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::PlotError;
-use crate::common::{draw_note, finite_bounds, fmt_num, padded, text};
+use crate::common::{draw_note, finite_bounds, padded, text, xy_chart};
 use crate::render::{DrawResult, Figure, render};
 
 /// One curve of a [`LineChart`].
@@ -65,24 +65,8 @@ impl Figure for LineChart {
             |bounds: Option<(f64, f64)>| bounds.map_or((0.0, 1.0), |(lo, hi)| padded(lo, hi, 0.05));
         let (x0, x1) = range(finite_bounds(xs));
         let (y0, y1) = range(finite_bounds(ys));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, text(24.0))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_labels(10)
-            .max_light_lines(1)
-            .y_labels(8)
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| fmt_num(*v))
-            .x_desc(self.x_label.as_str())
-            .y_desc(self.y_label.as_str())
-            .label_style(text(13.0))
-            .axis_desc_style(text(15.0))
-            .draw()?;
+        let mut chart =
+            xy_chart(root, &self.title, (&self.x_label, &self.y_label), (x0, x1), (y0, y1))?;
         let mut any = false;
         for (i, s) in self.series.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();

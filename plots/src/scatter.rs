@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::PlotError;
-use crate::common::{draw_note, finite_bounds, fmt_num, padded, text};
+use crate::common::{draw_note, finite_bounds, padded, text, xy_chart};
 use crate::render::{DrawResult, Figure, render};
 
 /// A scatter plot of annotated points, written by [`scatter`].
@@ -52,24 +52,8 @@ impl Figure for Scatter {
         let (x0, x1) = range(finite_bounds(points.iter().map(|p| p.0)));
         let (y0, y1) = range(finite_bounds(points.iter().map(|p| p.1)));
 
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, text(24.0))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_labels(10)
-            .max_light_lines(1)
-            .y_labels(8)
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| fmt_num(*v))
-            .x_desc(self.x_label.as_str())
-            .y_desc(self.y_label.as_str())
-            .label_style(text(13.0))
-            .axis_desc_style(text(15.0))
-            .draw()?;
+        let mut chart =
+            xy_chart(root, &self.title, (&self.x_label, &self.y_label), (x0, x1), (y0, y1))?;
 
         let note_style = text(12.0).pos(Pos::new(HPos::Left, VPos::Bottom));
         chart.draw_series(points.iter().map(|(x, y, label)| {
