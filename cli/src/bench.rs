@@ -2,8 +2,9 @@
 //!
 //! Every configuration (tract on one thread as the reference, each backend, and optionally
 //! Python's onnxruntime) runs its share of the inputs once per round, the configurations in
-//! turn, and the median round is reported with the slowest and fastest. Interleaving keeps a
-//! drift of the machine's speed from favouring whichever configuration ran first.
+//! turn (each round starting one later), and the median round is reported with the slowest and
+//! fastest. Interleaving keeps a drift of the machine's speed from favouring whichever
+//! configuration ran first, and the rotation keeps any from always following the same one.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -105,8 +106,12 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let batches = args.images.div_ceil(args.batch).div_ceil(args.rounds).max(1);
     let images = batches * args.batch;
     let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(args.rounds); configs.len()];
+    let n = configs.len();
     for round in 0..args.rounds {
-        for (i, (backend, threads, runner)) in configs.iter_mut().enumerate() {
+        // Each round starts one configuration later, so that none always follows the same one
+        // (an engine's threads may still spin, or the CPU may still be hot, from the previous).
+        for i in (0..n).map(|k| (round + k) % n) {
+            let (backend, threads, runner) = &mut configs[i];
             let rate = images as f64 / runner.time(batches)?;
             tracing::info!(backend, ?threads, round, rate, "measured");
             rates[i].push(rate);
