@@ -44,7 +44,7 @@ pub use registry::{
     BackendEntry, BackendOptions, Metric, MetricEntry, MetricFamily, backend, backends, metric,
     metrics,
 };
-pub use request::TensorRequest;
+pub use request::{TensorRequest, join_chunks};
 pub use structure::{InputStructure, LayerStructure, ModelStructure};
 
 #[doc(hidden)]

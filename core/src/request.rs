@@ -76,6 +76,37 @@ impl TensorRequest {
     }
 }
 
+/// Joins the activations of consecutive chunks of a batch along the batch axis: `chunks[c][t]`
+/// is tensor `t` of chunk `c`; one chunk is returned as it is.
+///
+/// # Errors
+/// [`crate::CoreError::Shape`] when the chunks' arrays do not agree beyond the batch axis, or a
+/// chunk lacks a tensor.
+pub fn join_chunks(chunks: Vec<Vec<ArrayD<f32>>>) -> Result<Vec<ArrayD<f32>>> {
+    let tensors = chunks.first().map_or(0, Vec::len);
+    if chunks.len() == 1 {
+        return Ok(chunks.into_iter().next().expect("one chunk"));
+    }
+    (0..tensors)
+        .map(|t| {
+            let views: Vec<_> = chunks
+                .iter()
+                .map(|c| c.get(t).map(|a| a.view()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| crate::CoreError::Shape {
+                    what: "the chunks of a batch".into(),
+                    expected: format!("{tensors} tensors per chunk"),
+                    got: "a chunk with fewer".into(),
+                })?;
+            ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| crate::CoreError::Shape {
+                what: "the chunks of a batch".into(),
+                expected: "equal shapes beyond the batch axis".into(),
+                got: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +150,18 @@ mod tests {
         assert_eq!(r.distinct(), ["t_a", "t_b"]);
         let e = TensorRequest::new(&s, &tensors, Some(&["nope"])).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains('a'), "{e}");
+    }
+
+    #[test]
+    fn chunks_join_along_the_batch_axis() {
+        let chunk = |rows: usize, v: f32| vec![ArrayD::from_elem(vec![rows, 2], v)];
+        let joined = join_chunks(vec![chunk(2, 1.0), chunk(1, 2.0)]).unwrap();
+        assert_eq!(joined[0].shape(), [3, 2]);
+        assert_eq!(joined[0][[2, 1]], 2.0);
+        assert_eq!(join_chunks(vec![chunk(4, 3.0)]).unwrap()[0].shape(), [4, 2]);
+        let odd = vec![ArrayD::from_elem(vec![1, 3], 0.0)];
+        assert!(join_chunks(vec![chunk(2, 1.0), odd]).is_err());
+        assert!(join_chunks(vec![chunk(2, 1.0), vec![]]).is_err());
     }
 
     #[test]

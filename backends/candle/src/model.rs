@@ -305,16 +305,7 @@ impl CandleModel {
                 })
                 .collect::<Result<_>>()
         })?;
-        let arrays: Vec<ArrayD<f32>> = if chunks.len() == 1 {
-            chunks.into_iter().next().expect("one chunk")
-        } else {
-            (0..slots.len())
-                .map(|i| {
-                    let views: Vec<_> = chunks.iter().map(|c| c[i].view()).collect();
-                    ndarray::concatenate(Axis(0), &views).map_err(|e| self.engine(e))
-                })
-                .collect::<Result<_>>()?
-        };
+        let arrays = nnlens_core::join_chunks(chunks)?;
         Ok(request.assemble(arrays))
     }
 

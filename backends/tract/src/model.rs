@@ -7,7 +7,7 @@ use nnlens_core::{
 };
 use rayon::prelude::*;
 use tract_onnx::pb;
-use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice, concatenate};
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 use tract_onnx::prelude::*;
 
 use crate::graph::{GraphInfo, read_graph};
@@ -313,19 +313,7 @@ impl TractModel {
         } else {
             chunks.par_iter().map(run).collect::<Result<_, _>>()?
         };
-        let arrays: Vec<ArrayD<f32>> = if results.len() == 1 {
-            results.into_iter().next().expect("one chunk")
-        } else {
-            (0..unique.len())
-                .map(|i| {
-                    let views: Vec<_> = results.iter().map(|r| r[i].view()).collect();
-                    concatenate(Axis(0), &views).map_err(|e| TractError::Engine {
-                        label: self.label.clone(),
-                        message: e.to_string(),
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
+        let arrays = nnlens_core::join_chunks(results)?;
         Ok(request.assemble(arrays))
     }
 
