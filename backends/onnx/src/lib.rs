@@ -31,6 +31,8 @@
 //! [`build_layers`]: two backends that agree on the shapes name the layers identically.
 #![warn(missing_docs)]
 
+#[cfg(feature = "fixture")]
+pub mod fixture;
 mod graph;
 pub mod proto;
 mod rewrite;
