@@ -8,6 +8,15 @@ use nnlens_core::{BackendOptions, Model, conform_input};
 use nnlens_datasets::catalog::Source;
 use nnlens_datasets::{ImageDataSet, PixelScale, Split, dataset_spec, load_split};
 
+/// The five models of `../shared/models`: file, the dataset it reads, and its pixel scale.
+pub const SHARED_MODELS: &[(&str, &str, PixelScale)] = &[
+    ("fashion_cnn.onnx", "fashion-mnist", PixelScale::Unit),
+    ("fashion_cnn_layers.onnx", "fashion-mnist", PixelScale::Unit),
+    ("mnist_cnn.onnx", "mnist", PixelScale::Unit),
+    ("mnist_cnn_layers.onnx", "mnist", PixelScale::Unit),
+    ("mnist_mlp.onnx", "mnist", PixelScale::Raw),
+];
+
 /// The shared folder: `$NNLENS_SHARED`, else `../shared` beside the checkout.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("NNLENS_SHARED")

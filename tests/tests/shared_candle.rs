@@ -5,21 +5,13 @@
 
 use nnlens_candle::{CandleModel, CandleOptions, Precision};
 use nnlens_core::{GradModel, Model};
-use nnlens_datasets::{PixelScale, Split};
+use nnlens_datasets::Split;
 use nnlens_tests::*;
-
-const MODELS: &[(&str, &str, PixelScale)] = &[
-    ("fashion_cnn.onnx", "fashion-mnist", PixelScale::Unit),
-    ("fashion_cnn_layers.onnx", "fashion-mnist", PixelScale::Unit),
-    ("mnist_cnn.onnx", "mnist", PixelScale::Unit),
-    ("mnist_cnn_layers.onnx", "mnist", PixelScale::Unit),
-    ("mnist_mlp.onnx", "mnist", PixelScale::Raw),
-];
 
 #[test]
 fn candle_equals_tract_on_every_layer_of_every_shared_model() {
     let mut report = Vec::new();
-    for &(name, dataset, scale) in MODELS {
+    for &(name, dataset, scale) in SHARED_MODELS {
         let tract = load("tract", &shared_model(name));
         let candle = load("candle", &shared_model(name));
         assert_eq!(candle.structure(), tract.structure(), "{name}: structure");

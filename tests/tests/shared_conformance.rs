@@ -7,14 +7,6 @@ use ndarray::{ArrayD, Axis};
 use nnlens_datasets::{PixelScale, Split};
 use nnlens_tests::*;
 
-const MODELS: &[(&str, &str, PixelScale)] = &[
-    ("fashion_cnn.onnx", "fashion-mnist", PixelScale::Unit),
-    ("fashion_cnn_layers.onnx", "fashion-mnist", PixelScale::Unit),
-    ("mnist_cnn.onnx", "mnist", PixelScale::Unit),
-    ("mnist_cnn_layers.onnx", "mnist", PixelScale::Unit),
-    ("mnist_mlp.onnx", "mnist", PixelScale::Raw),
-];
-
 /// Every compiled-in backend; one that cannot run here fails the suite (it was asked for).
 fn backends() -> Vec<&'static str> {
     nnlens_plugins::link();
@@ -51,7 +43,7 @@ fn all_layers(model: &dyn nnlens_core::Model, x: &ArrayD<f32>, batch: usize) -> 
 fn every_backend_matches_tract_on_every_layer_and_batch_size() {
     let backends = backends();
     let mut report = Vec::new();
-    for &(name, dataset, scale) in MODELS {
+    for &(name, dataset, scale) in SHARED_MODELS {
         let reference = load("tract", &shared_model(name));
         let data = shared_split(dataset, Split::Test, scale);
         let x = inputs(reference.as_ref(), &data, 256);
