@@ -4,9 +4,12 @@
 //! ONNX, no system package. [`TractModel`] loads any ONNX file with one input, discovers every
 //! intermediate tensor as a layer (see below), and runs any subset of layers in one pass.
 //!
-//! A batch is cut into chunks ([`chunk_rows`]) that run on all cores (or `threads` workers),
-//! each on a reused run state of an optimised plan cached per (chunk size, set of layers); the
-//! chunks' activations are joined in order.
+//! A batch is cut into chunks of at most [`MAX_CHUNK_ROWS`] inputs ([`chunk_ranges`]: the
+//! last ones smaller, so that the workers finish together) that run on all cores (or `threads`
+//! workers), each worker taking the next chunk as it finishes one, on a reused run state of an
+//! optimised plan cached per (chunk size, set of layers). The worker that ran a chunk copies
+//! its activations into the batch's outputs, allocated beforehand, so that nothing is joined
+//! on one thread afterwards.
 //!
 //! ## Layers
 //! - every node output with a floating-point type whose first axis follows the batch size is an
@@ -32,7 +35,10 @@ mod graph;
 mod model;
 mod rewrite;
 
-pub use model::{CHUNKS_PER_WORKER, MIN_CHUNK_ROWS, TractError, TractModel, chunk_rows};
+pub use model::{
+    CHUNKS_PER_WORKER, MAX_CHUNK_ROWS, MIN_CHUNK_ROWS, TractError, TractModel, chunk_ranges,
+    chunk_rows,
+};
 
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 

@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex};
 use nnlens_core::{
     Activations, BackendOptions, CoreError, LayerStructure, Model, ModelStructure, TensorRequest,
 };
-use rayon::prelude::*;
 use tract_onnx::pb;
-use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Slice};
 use tract_onnx::prelude::*;
 
 use crate::graph::{GraphInfo, read_graph};
@@ -95,23 +94,49 @@ pub struct TractModel {
 
 /// The chunks each worker gets from one batch (when the batch is large enough).
 pub const CHUNKS_PER_WORKER: usize = 16;
-/// The fewest inputs in one model run of several workers: smaller chunks cost more in
-/// per-run overhead than they gain in balance.
+/// The fewest inputs in a full-size chunk: smaller runs cost more in per-run overhead.
 pub const MIN_CHUNK_ROWS: usize = 8;
+/// The most inputs in one model run. Runs of 4 to 64 inputs were about 20% faster per input
+/// than runs of 256 on fashion_cnn.onnx, one thread (the activations of a small run stay in
+/// the cache), so even one worker cuts a large batch.
+pub const MAX_CHUNK_ROWS: usize = 16;
 
-/// The inputs per model run when `workers` threads share a batch of `batch` inputs.
-///
-/// One worker runs the whole batch at once. Several cut it into chunks, about
-/// [`CHUNKS_PER_WORKER`] each but at least [`MIN_CHUNK_ROWS`] inputs, which they take in
-/// turn, each with a reused run state: the workers finish within a small chunk of each other
-/// and small runs keep activations in the cache. Measured with 2 cores and batches of 256
-/// (`nnlens bench`, medians of 5 rounds): fashion_cnn.onnx 1.9x one thread with chunks of 8,
-/// where two halves of the batch reached 1.5-1.8x; the much cheaper mnist_mlp.onnx 1.45x.
+/// The inputs per model run (before the last, smaller ones of [`chunk_ranges`]) when
+/// `workers` threads share a batch of `batch` inputs: about [`CHUNKS_PER_WORKER`] chunks per
+/// worker, between [`MIN_CHUNK_ROWS`] and [`MAX_CHUNK_ROWS`] inputs, and never more than the
+/// batch.
 pub fn chunk_rows(batch: usize, workers: usize) -> usize {
-    if workers <= 1 {
-        return batch.max(1);
+    batch
+        .div_ceil(workers.max(1) * CHUNKS_PER_WORKER)
+        .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
+        .min(batch)
+        .max(1)
+}
+
+/// The row ranges of a batch, in the order the workers take them.
+///
+/// Chunks of [`chunk_rows`] inputs; with several workers, the last ones halve in size, down
+/// to one input, once fewer than two rounds of chunks remain. The workers take the next chunk
+/// as they finish one, so they end within about one input's run of each other: with chunks of
+/// 8 only, the worker that finished first waited on average half a chunk per batch (3.5% of
+/// the time on 2 cores, measured).
+pub fn chunk_ranges(batch: usize, workers: usize) -> Vec<std::ops::Range<usize>> {
+    let base = chunk_rows(batch, workers);
+    let mut ranges = Vec::with_capacity(batch.div_ceil(base) + 2 * base.ilog2() as usize);
+    let mut start = 0;
+    while start < batch {
+        let remaining = batch - start;
+        let mut rows = base;
+        if workers > 1 {
+            while rows > 1 && remaining < 2 * workers * rows {
+                rows /= 2;
+            }
+        }
+        let end = start + rows.min(remaining);
+        ranges.push(start..end);
+        start = end;
     }
-    batch.div_ceil(workers * CHUNKS_PER_WORKER).max(MIN_CHUNK_ROWS)
+    ranges
 }
 
 impl std::fmt::Debug for TractModel {
@@ -289,8 +314,10 @@ impl TractModel {
         self.workers
     }
 
-    /// Runs a batch: chunks of [`chunk_rows`] inputs go to the workers, and the chunks'
-    /// activations are joined in order.
+    /// Runs a batch. One chunk: its outputs are moved out as they are. Several (the chunks of
+    /// [`chunk_ranges`]): the outputs of the whole batch are allocated first, and whichever
+    /// worker runs a chunk copies its activations into their rows while they are still in the
+    /// cache, so no thread joins the chunks afterwards.
     fn run(
         &self,
         x: ArrayViewD<'_, f32>,
@@ -300,30 +327,114 @@ impl TractModel {
         let batch = self.structure.input.check_batch(&self.label, &x)?;
         let unique = request.distinct();
         let x = x.as_standard_layout();
-        let rows = chunk_rows(batch, self.workers);
-        let chunks: Vec<(usize, usize)> =
-            (0..batch).step_by(rows).map(|a| (a, (a + rows).min(batch))).collect();
-        let run = |&(a, b): &(usize, usize)| {
-            self.run_chunk(x.slice_axis(Axis(0), Slice::from(a..b)), unique)
-        };
-        let results: Vec<Vec<ArrayD<f32>>> = if chunks.len() == 1 || self.workers == 1 {
-            chunks.iter().map(run).collect::<Result<_, _>>()?
-        } else if let Some(pool) = &self.pool {
-            pool.install(|| chunks.par_iter().map(run).collect::<Result<_, _>>())?
-        } else {
-            chunks.par_iter().map(run).collect::<Result<_, _>>()?
-        };
-        let arrays = nnlens_core::join_chunks(results)?;
-        Ok(request.assemble(arrays))
+        let chunks = chunk_ranges(batch, self.workers);
+        if chunks.len() <= 1 {
+            return Ok(request.assemble(self.run_chunk(x.view(), unique)?));
+        }
+        let mut outputs = self.batch_outputs(batch, chunks[0].len(), unique)?;
+        {
+            // For each chunk, the rows of every output that it fills.
+            let mut rows: Vec<Vec<ArrayViewMutD<'_, f32>>> =
+                chunks.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+            for output in &mut outputs {
+                let mut rest = output.view_mut();
+                for (chunk, dest) in chunks.iter().zip(&mut rows) {
+                    let (head, tail) = rest.split_at(Axis(0), chunk.len());
+                    dest.push(head);
+                    rest = tail;
+                }
+            }
+            let rows: Vec<Mutex<Vec<ArrayViewMutD<'_, f32>>>> =
+                rows.into_iter().map(Mutex::new).collect();
+            let run = |c: usize| -> Result<(), TractError> {
+                let input = x.slice_axis(Axis(0), Slice::from(chunks[c].clone()));
+                // Each chunk is run once, so its lock is never contended.
+                let mut dest = rows[c].lock().map_err(|_| self.poisoned())?;
+                self.run_chunk_into(input, unique, &mut dest)
+            };
+            if self.workers == 1 {
+                (0..chunks.len()).try_for_each(run)?;
+            } else {
+                self.run_on_workers(chunks.len(), run)?;
+            }
+        }
+        Ok(request.assemble(outputs))
     }
 
-    /// Runs one chunk with an idle state of its plan (or a new one), returning the tensors in
-    /// the order of `unique`.
-    fn run_chunk(
+    /// Zeroed outputs for a batch of `batch` inputs, shaped as the plan for chunks of `rows`
+    /// gives each tensor beyond the batch axis (large zeroed allocations cost nothing until
+    /// written).
+    fn batch_outputs(
+        &self,
+        batch: usize,
+        rows: usize,
+        tensors: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+        let plan = self.plan(rows, tensors)?;
+        (0..tensors.len())
+            .map(|i| {
+                let fact = plan.runnable.model().output_fact(i).map_err(|e| self.engine(e))?;
+                let mut shape = fact.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default();
+                if shape.first() != Some(&rows) {
+                    return Err(TractError::Engine {
+                        label: self.label.clone(),
+                        message: format!(
+                            "tensor {} has shape {:?} for {rows} inputs: no batch axis first",
+                            tensors[i], fact.shape
+                        ),
+                    });
+                }
+                shape[0] = batch;
+                Ok(ArrayD::zeros(shape))
+            })
+            .collect()
+    }
+
+    /// Runs `run(0)`, ..., `run(chunks - 1)` on the workers, each taking the next index in
+    /// order as it finishes one (the last chunks are the smallest). After an error the
+    /// workers take no more chunks, and the first error is returned.
+    fn run_on_workers(
+        &self,
+        chunks: usize,
+        run: impl Fn(usize) -> Result<(), TractError> + Sync,
+    ) -> Result<(), TractError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let error: Mutex<Option<TractError>> = Mutex::new(None);
+        let work = |_: rayon::BroadcastContext<'_>| {
+            loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                if let Err(e) = run(c) {
+                    // No more chunks for anyone.
+                    next.store(chunks, Ordering::Relaxed);
+                    if let Ok(mut first) = error.lock() {
+                        first.get_or_insert(e);
+                    }
+                    break;
+                }
+            }
+        };
+        match &self.pool {
+            Some(pool) => pool.broadcast(work),
+            None => rayon::broadcast(work),
+        };
+        match error.into_inner() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(self.poisoned()),
+        }
+    }
+
+    /// Runs one chunk with an idle state of its plan (or a new one), returning the engine's
+    /// outputs in the order of `unique`.
+    fn run_state(
         &self,
         x: ArrayViewD<'_, f32>,
         unique: &[String],
-    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+    ) -> Result<TVec<TValue>, TractError> {
         let plan = self.plan(x.shape()[0], unique)?;
         let tensor: Tensor = match self.input_type {
             InputType::F32 => x.to_owned().into(),
@@ -336,7 +447,16 @@ impl TractModel {
         };
         let outputs = state.run(tvec!(tensor.into())).map_err(|e| self.engine(e))?;
         plan.idle.lock().map_err(|_| self.poisoned())?.push(state);
-        outputs
+        Ok(outputs)
+    }
+
+    /// Runs one chunk and moves its tensors out as `f32` arrays, in the order of `unique`.
+    fn run_chunk(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        unique: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+        self.run_state(x, unique)?
             .into_iter()
             .map(|value| {
                 let t = value.into_tensor();
@@ -348,6 +468,32 @@ impl TractModel {
                 .map_err(|e| self.engine(e))
             })
             .collect()
+    }
+
+    /// Runs one chunk and copies its tensors (as `f32`) into `dest`, in the order of `unique`.
+    fn run_chunk_into(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        unique: &[String],
+        dest: &mut [ArrayViewMutD<'_, f32>],
+    ) -> Result<(), TractError> {
+        let outputs = self.run_state(x, unique)?;
+        for ((value, dest), name) in outputs.iter().zip(dest.iter_mut()).zip(unique) {
+            let cast = value.cast_to::<f32>().map_err(|e| self.engine(e))?;
+            let got = cast.to_plain_array_view::<f32>().map_err(|e| self.engine(e))?;
+            if got.shape() != dest.shape() {
+                return Err(TractError::Engine {
+                    label: self.label.clone(),
+                    message: format!(
+                        "tensor {name} has shape {:?} for a chunk, expected {:?}",
+                        got.shape(),
+                        dest.shape()
+                    ),
+                });
+            }
+            dest.assign(&got);
+        }
+        Ok(())
     }
 }
 

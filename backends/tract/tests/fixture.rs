@@ -86,10 +86,21 @@ fn chunks_on_any_number_of_workers_give_the_one_worker_result() {
     // 203 rows: several chunks and a short last one, whatever the worker count.
     let x = images(203);
     let reference = one.predict(x.view(), Some(&["conv", "probs", "conv"])).unwrap();
+    // The chunks' rows land where they belong: each row run alone (one chunk, moved out
+    // without a copy) gives the same activations.
+    for b in [0, 12, 13, 100, 202] {
+        let row = x.slice(ndarray::s![b..b + 1, .., .., ..]).to_owned().into_dyn();
+        let alone = one.predict(row.view(), Some(&["conv", "probs"])).unwrap();
+        for (a, r) in alone.values().iter().zip(reference.values()) {
+            let r = r.index_axis(ndarray::Axis(0), b);
+            let worst = a.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-6, "row {b}: {worst}");
+        }
+    }
     for threads in [2, 3, 5] {
         let m = with(threads);
         assert_eq!(m.workers(), threads);
-        assert!(nnlens_tract::chunk_rows(203, threads) < 203);
+        assert!(nnlens_tract::chunk_ranges(203, threads).len() > threads);
         // Twice: the second run reuses the chunks' run states.
         for _ in 0..2 {
             let got = m.predict(x.view(), Some(&["conv", "probs", "conv"])).unwrap();
@@ -105,12 +116,43 @@ fn chunks_on_any_number_of_workers_give_the_one_worker_result() {
 
 #[test]
 fn chunk_sizes_follow_the_workers() {
-    use nnlens_tract::{CHUNKS_PER_WORKER, MIN_CHUNK_ROWS, chunk_rows};
-    assert_eq!(chunk_rows(256, 1), 256);
+    use nnlens_tract::{CHUNKS_PER_WORKER, MAX_CHUNK_ROWS, MIN_CHUNK_ROWS, chunk_rows};
+    assert_eq!(chunk_rows(256, 1), MAX_CHUNK_ROWS);
     assert_eq!(chunk_rows(256, 2), (256usize).div_ceil(2 * CHUNKS_PER_WORKER).max(MIN_CHUNK_ROWS));
-    assert_eq!(chunk_rows(3, 4), MIN_CHUNK_ROWS);
-    assert_eq!(chunk_rows(10_000, 2), 10_000usize.div_ceil(2 * CHUNKS_PER_WORKER));
+    assert_eq!(chunk_rows(3, 4), 3);
+    assert_eq!(chunk_rows(10_000, 2), MAX_CHUNK_ROWS);
+    assert_eq!(chunk_rows(12, 1), MIN_CHUNK_ROWS);
     assert_eq!(chunk_rows(0, 1), 1);
+}
+
+#[test]
+fn chunk_ranges_cover_the_batch_and_shrink_at_the_end() {
+    use nnlens_tract::{chunk_ranges, chunk_rows};
+    // By hand: 256 rows on 2 workers are chunks of 8 while at least 32 rows remain (29 of
+    // them: 24 left), of 4 while at least 16 remain (3), of 2 while at least 8 remain (3),
+    // then 6 of 1.
+    let sizes: Vec<usize> = chunk_ranges(256, 2).iter().map(|r| r.len()).collect();
+    let mut expected = vec![8; 29];
+    expected.extend([4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1]);
+    assert_eq!(sizes, expected);
+    // One worker: equal chunks of at most 16, the last one shorter.
+    let sizes: Vec<usize> = chunk_ranges(300, 1).iter().map(|r| r.len()).collect();
+    let mut expected = vec![16; 18];
+    expected.push(12);
+    assert_eq!(sizes, expected);
+    assert!(chunk_ranges(0, 2).is_empty());
+    for batch in [1, 2, 7, 9, 100, 203, 256, 1000] {
+        for workers in 1..=5 {
+            let ranges = chunk_ranges(batch, workers);
+            // Contiguous, in order, covering 0..batch, none empty.
+            assert_eq!(ranges.first().map(|r| r.start), Some(0));
+            assert_eq!(ranges.last().map(|r| r.end), Some(batch));
+            assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(ranges.iter().all(|r| !r.is_empty() && r.len() <= chunk_rows(batch, workers)));
+            // Never growing: the small ones come last.
+            assert!(ranges.windows(2).all(|w| w[0].len() >= w[1].len() || w[1].end == batch));
+        }
+    }
 }
 
 #[test]
