@@ -327,7 +327,11 @@ impl TractModel {
         let batch = self.structure.input.check_batch(&self.label, &x)?;
         let unique = request.distinct();
         let x = x.as_standard_layout();
-        let chunks = chunk_ranges(batch, self.workers);
+        // A caller that is itself a rayon worker already keeps the cores busy (the linearity
+        // measure runs its chunks of instances in parallel, for one): the chunks then run in
+        // turn on its own thread, as nested workers would only contend.
+        let workers = if rayon::current_thread_index().is_some() { 1 } else { self.workers };
+        let chunks = chunk_ranges(batch, workers);
         if chunks.len() <= 1 {
             return Ok(request.assemble(self.run_chunk(x.view(), unique)?));
         }
@@ -352,7 +356,7 @@ impl TractModel {
                 let mut dest = rows[c].lock().map_err(|_| self.poisoned())?;
                 self.run_chunk_into(input, unique, &mut dest)
             };
-            if self.workers == 1 {
+            if workers == 1 {
                 (0..chunks.len()).try_for_each(run)?;
             } else {
                 self.run_on_workers(chunks.len(), run)?;

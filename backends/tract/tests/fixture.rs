@@ -6,6 +6,7 @@ use ndarray::{ArrayD, IxDyn};
 use nnlens_core::{BackendOptions, CoreError, Model};
 use nnlens_onnx::fixture::{by_hand, fixture_bytes, fixture_images as images};
 use nnlens_tract::TractModel;
+use rayon::prelude::*;
 
 fn load() -> TractModel {
     TractModel::from_bytes(&fixture_bytes(), "fixture.onnx", &BackendOptions::default()).unwrap()
@@ -96,6 +97,16 @@ fn chunks_on_any_number_of_workers_give_the_one_worker_result() {
             let worst = a.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst < 1e-6, "row {b}: {worst}");
         }
+    }
+    // Called from rayon workers (a measure that runs its own chunks in parallel), the
+    // chunks run on the caller's thread: the same activations.
+    let two = with(2);
+    let nested: Vec<_> = (0..4)
+        .into_par_iter()
+        .map(|_| two.predict(x.view(), Some(&["conv", "probs", "conv"])).unwrap())
+        .collect();
+    for got in nested {
+        assert_eq!(got.values(), reference.values());
     }
     for threads in [2, 3, 5] {
         let m = with(threads);
