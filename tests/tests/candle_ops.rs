@@ -57,3 +57,15 @@ fn the_other_operators_equal_tract() {
     }
     assert!(layers >= 9);
 }
+
+#[test]
+fn normalisation_clipping_padding_and_average_pooling_equal_tract() {
+    let bytes = common::norm_model(false, None);
+    let layers = compare(&bytes, &common::ops_inputs(6, 4));
+    let (_, candle) = both(&bytes);
+    let names = candle.structure().names();
+    for expected in ["conv", "bn", "clip", "pada", "poola", "padb", "poolb", "cat", "head"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(layers >= 11);
+}

@@ -15,7 +15,9 @@
 //!
 //! ## Operators
 //! `Conv` (2-D; explicit, asymmetric or `SAME_*` padding; any strides and dilations; groups), `MaxPool` (2-D; any kernel, strides, padding, dilations, `ceil_mode`),
-//! `GlobalAveragePool`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Exp`, `Log`, `Neg`, `Sqrt`,
+//! `AveragePool` (2-D; padding with or without the pads in the count; no `ceil_mode` or
+//! dilations), `BatchNormalization` (inference: the given mean and variance), `Clip`, `Pad`
+//! (`constant` and `edge`, non-negative pads), `GlobalAveragePool`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Exp`, `Log`, `Neg`, `Sqrt`,
 //! `Abs`, `Gemm`, `MatMul`, `Add`, `Sub`, `Mul`, `Div`, `Reshape`, `Flatten`, `Transpose`,
 //! `Softmax`, `LogSoftmax`, `Identity`, `Dropout` (inference: the identity), `Cast`, `Constant`,
 //! `Shape`, `Gather`, `Concat`, `Unsqueeze`, `Squeeze`, `ArgMax`, and `ai.onnx.ml`

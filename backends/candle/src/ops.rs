@@ -88,6 +88,26 @@ pub(crate) enum Op {
         ceil: bool,
     },
     GlobalAveragePool,
+    AveragePool {
+        kernel: [usize; 2],
+        padding: Padding,
+        strides: [usize; 2],
+        count_include_pad: bool,
+    },
+    /// Inference-mode batch normalisation over axis 1.
+    BatchNormalization {
+        epsilon: f64,
+    },
+    /// Bounds from the attributes (opset < 11) or else from inputs 1 and 2.
+    Clip {
+        bounds: Option<(f64, f64)>,
+    },
+    /// Constant (`edge: false`) or edge padding; pads and value from the attributes (opset
+    /// < 11) or else from inputs 1 and 2.
+    Pad {
+        edge: bool,
+        attrs: Option<(Vec<i64>, f64)>,
+    },
     Relu,
     LeakyRelu(f64),
     Sigmoid,
@@ -245,6 +265,60 @@ impl Op {
                 }
             }
             "GlobalAveragePool" => Op::GlobalAveragePool,
+            "AveragePool" => {
+                let kernel = match ints_attr(node, "kernel_shape") {
+                    Some(k) => pair(Some(k), 1, "kernel_shape")?,
+                    None => return Err(CompileError::Invalid("kernel_shape is required".into())),
+                };
+                if int_attr(node, "ceil_mode", 0) != 0 {
+                    return Err(unsupported("ceil_mode 1 is not implemented"));
+                }
+                if pair(ints_attr(node, "dilations"), 1, "dilations")? != [1, 1] {
+                    return Err(unsupported("dilations other than 1 are not implemented"));
+                }
+                Op::AveragePool {
+                    kernel,
+                    padding: padding(node)?,
+                    strides: pair(ints_attr(node, "strides"), 1, "strides")?,
+                    count_include_pad: int_attr(node, "count_include_pad", 0) != 0,
+                }
+            }
+            "BatchNormalization" => {
+                if int_attr(node, "training_mode", 0) != 0
+                    || node.output.iter().filter(|o| !o.is_empty()).count() > 1
+                {
+                    return Err(unsupported(
+                        "training mode (batch statistics, running mean and variance outputs)",
+                    ));
+                }
+                Op::BatchNormalization { epsilon: float_attr(node, "epsilon", 1e-5) }
+            }
+            "Clip" => Op::Clip {
+                bounds: (opset < 11).then(|| {
+                    (
+                        float_attr(node, "min", f64::NEG_INFINITY),
+                        float_attr(node, "max", f64::INFINITY),
+                    )
+                }),
+            },
+            "Pad" => {
+                let edge = match string_attr(node, "mode").as_deref() {
+                    None | Some("constant") => false,
+                    Some("edge") => true,
+                    Some(other) => {
+                        return Err(unsupported(format!("mode '{other}' is not implemented")));
+                    }
+                };
+                let attrs = if opset < 11 {
+                    let pads = ints_attr(node, "pads").ok_or_else(|| {
+                        CompileError::Invalid("Pad needs the attribute 'pads'".into())
+                    })?;
+                    Some((pads, float_attr(node, "value", 0.0)))
+                } else {
+                    None
+                };
+                Op::Pad { edge, attrs }
+            }
             "Relu" => Op::Relu,
             "LeakyRelu" => Op::LeakyRelu(float_attr(node, "alpha", 0.01)),
             "Sigmoid" => Op::Sigmoid,
@@ -370,6 +444,71 @@ impl Op {
                     return Err(format!("expected a [n, c, ...] input, got {:?}", x.dims()));
                 }
                 one(c(x.mean_keepdim(spatial)))
+            }
+            Op::AveragePool { kernel, padding, strides, count_include_pad } => {
+                one(average_pool(x()?, *kernel, padding, *strides, *count_include_pad))
+            }
+            Op::BatchNormalization { epsilon } => {
+                let x = x()?;
+                let dims = x.dims();
+                if dims.len() < 2 {
+                    return Err(format!("expected a [n, c, ...] input, got {dims:?}"));
+                }
+                let mut shape = vec![1; dims.len()];
+                shape[1] = dims[1];
+                let param = |i: usize, what: &str| -> Result<Tensor, String> {
+                    let t = arg(i)?.float(what)?;
+                    if t.dims() != [dims[1]] {
+                        return Err(format!(
+                            "{what} has shape {:?}, expected [{}] (one per channel)",
+                            t.dims(),
+                            dims[1]
+                        ));
+                    }
+                    t.reshape(shape.clone()).map_err(|e| e.to_string())
+                };
+                let (scale, bias) = (param(1, "scale")?, param(2, "B")?);
+                let (mean, var) = (param(3, "input_mean")?, param(4, "input_var")?);
+                one(c((|| {
+                    let inv = ((var + *epsilon)?.sqrt()?.recip()? * scale)?;
+                    x.broadcast_sub(&mean)?.broadcast_mul(&inv)?.broadcast_add(&bias)
+                })()))
+            }
+            Op::Clip { bounds } => {
+                let x = x()?;
+                let (lo, hi) = match bounds {
+                    Some(b) => *b,
+                    None => (
+                        opt(1).map(|v| scalar(v, "min")).transpose()?.unwrap_or(f64::NEG_INFINITY),
+                        opt(2).map(|v| scalar(v, "max")).transpose()?.unwrap_or(f64::INFINITY),
+                    ),
+                };
+                one(c((|| {
+                    let mut y = x.clone();
+                    if lo > f64::NEG_INFINITY {
+                        y = y.maximum(lo)?;
+                    }
+                    if hi < f64::INFINITY {
+                        y = y.minimum(hi)?;
+                    }
+                    Ok(y)
+                })()))
+            }
+            Op::Pad { edge, attrs } => {
+                let (pads, value) = match attrs {
+                    Some((p, v)) => (p.clone(), *v),
+                    None => {
+                        if opt(3).is_some() {
+                            return Err("the axes input of Pad is not implemented".into());
+                        }
+                        let pads = arg(1)?.int("pads")?.data.clone();
+                        (
+                            pads,
+                            opt(2).map(|v| scalar(v, "constant_value")).transpose()?.unwrap_or(0.0),
+                        )
+                    }
+                };
+                one(pad(x()?, &pads, value, *edge))
             }
             Op::Relu => one(c(relu(x()?))),
             Op::LeakyRelu(alpha) => {
@@ -508,6 +647,89 @@ impl Op {
             }
         }
     }
+}
+
+/// The one value of a scalar (or one-element) float input.
+fn scalar(v: &Value, what: &str) -> Result<f64, String> {
+    let values = v
+        .to_float(DType::F64)?
+        .to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(|e| e.to_string())?;
+    match values[..] {
+        [one] => Ok(one),
+        _ => Err(format!("{what} must hold one value, got {}", values.len())),
+    }
+}
+
+/// Average pooling as a depthwise convolution with a constant kernel (so its gradient is the
+/// convolution's): the window sums divided by the window size, or with `count_include_pad`
+/// false by the number of input pixels under each window.
+fn average_pool(
+    x: &Tensor,
+    kernel: [usize; 2],
+    padding: &Padding,
+    strides: [usize; 2],
+    count_include_pad: bool,
+) -> Result<Value, String> {
+    let dims = x.dims();
+    if dims.len() != 4 {
+        return Err(format!("expected a [n, c, h, w] input, got {dims:?}"));
+    }
+    let pads = padding.resolve([dims[2], dims[3]], kernel, strides, [1, 1]);
+    for a in 0..2 {
+        if pads[a] >= kernel[a] || pads[a + 2] >= kernel[a] {
+            return Err(format!("pads {pads:?} must be smaller than the window {kernel:?}"));
+        }
+    }
+    let op = Conv2d { strides, dilations: [1, 1], pads };
+    let channels = dims[1];
+    let r = (|| {
+        let ones_kernel = Tensor::ones((1, 1, kernel[0], kernel[1]), x.dtype(), x.device())?;
+        let sums = if channels == 1 {
+            op.apply(x, &ones_kernel)?
+        } else {
+            let parts = (0..channels)
+                .map(|ch| op.apply(&x.narrow(1, ch, 1)?, &ones_kernel))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::cat(&parts, 1)?
+        };
+        if count_include_pad || pads == [0; 4] {
+            sums.affine(1.0 / (kernel[0] * kernel[1]) as f64, 0.0)
+        } else {
+            let ones = Tensor::ones((1, 1, dims[2], dims[3]), x.dtype(), x.device())?;
+            sums.broadcast_div(&op.apply(&ones, &ones_kernel)?)
+        }
+    })();
+    r.map(Value::Float).map_err(|e: candle_core::Error| e.to_string())
+}
+
+/// Pads every axis by `pads` (all the begins, then all the ends, as ONNX writes them) with
+/// `value`, or with the nearest edge value when `edge`.
+fn pad(x: &Tensor, pads: &[i64], value: f64, edge: bool) -> Result<Value, String> {
+    let rank = x.rank();
+    if pads.len() != 2 * rank {
+        return Err(format!("{} pads for a rank-{rank} input, expected {}", pads.len(), 2 * rank));
+    }
+    if let Some(p) = pads.iter().find(|&&p| p < 0) {
+        return Err(format!("negative pads (cropping, {p}) are not implemented"));
+    }
+    let r = (|| {
+        let mut y = if edge || value == 0.0 { x.clone() } else { x.affine(1.0, -value)? };
+        for a in 0..rank {
+            let (begin, end) = (pads[a] as usize, pads[a + rank] as usize);
+            if begin + end > 0 {
+                y = if edge {
+                    y.pad_with_same(a, begin, end)?
+                } else {
+                    y.pad_with_zeros(a, begin, end)?
+                };
+            }
+        }
+        if !edge && value != 0.0 { y.affine(1.0, value) } else { Ok(y) }
+    })();
+    r.map(Value::Float).map_err(|e: candle_core::Error| e.to_string())
 }
 
 fn relu(x: &Tensor) -> candle_core::Result<Tensor> {

@@ -243,3 +243,20 @@ fn bad_targets_and_inputs_are_errors() {
         .is_err()
     );
 }
+
+#[test]
+fn gradients_through_normalisation_clipping_padding_and_average_pooling_match_finite_differences() {
+    // BatchNormalization (every one of its parameters), Clip, constant and edge Pad,
+    // AveragePool with and without the pads in the count.
+    let x = ops_inputs(1, 9);
+    let errors = fd_errors(
+        norm_model,
+        NORM_PARAMS,
+        |_| 0.5,
+        30,
+        Loss::CrossEntropyFromLogits,
+        Targets::Classes(&[2]),
+        &x,
+    );
+    assert!(errors.iter().all(|&e| e < 1e-5), "{errors:?}");
+}

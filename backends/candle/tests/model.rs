@@ -136,6 +136,23 @@ fn unsupported_operators_name_the_operator_and_the_node() {
     let pool = one_node("MaxPool", "", vec![AttributeProto::ints("kernel_shape", &[2])]);
     let e = CandleModel::from_bytes(&pool, "p", &CandleOptions::default()).unwrap_err().to_string();
     assert!(e.contains("MaxPool") && e.contains("the_node") && e.contains("only 2-D"), "{e}");
+    for (op, attrs, detail) in [
+        ("Pad", vec![AttributeProto::string("mode", "reflect")], "mode 'reflect'"),
+        ("BatchNormalization", vec![AttributeProto::int("training_mode", 1)], "training mode"),
+        (
+            "AveragePool",
+            vec![
+                AttributeProto::ints("kernel_shape", &[2, 2]),
+                AttributeProto::int("ceil_mode", 1),
+            ],
+            "ceil_mode",
+        ),
+    ] {
+        let e = CandleModel::from_bytes(&one_node(op, "", attrs), "m", &CandleOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(op) && e.contains("the_node") && e.contains(detail), "{e}");
+    }
     // Errors convert to the core error with the backend's name.
     let core: CoreError =
         CandleModel::from_bytes(&one_node("Celu", "", vec![]), "c", &CandleOptions::default())

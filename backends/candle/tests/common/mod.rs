@@ -349,3 +349,160 @@ pub fn ops_inputs(n: usize, seed: u64) -> ndarray::ArrayD<f32> {
     let v: Vec<f32> = values(n * 108, seed, 1.0).iter().map(|&x| x as f32).collect();
     ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n, 3, 6, 6]), v).unwrap()
 }
+
+/// The parameter tensors of [`norm_model`]: name, dims.
+pub const NORM_PARAMS: &[(&str, &[i64])] = &[
+    ("conv_w", &[4, 3, 3, 3]),
+    ("conv_b", &[4]),
+    ("bn_scale", &[4]),
+    ("bn_b", &[4]),
+    ("bn_mean", &[4]),
+    ("bn_var", &[4]),
+    ("head_w", &[3, 164]),
+    ("head_b", &[3]),
+];
+
+/// A model with the normalisation, clipping, padding and average-pooling operators of
+/// PyTorch exports (opset 13: Clip and Pad take inputs): input `x` [N, 3, 6, 6] > Conv(4,
+/// 3x3, pads 1) > BatchNormalization > Clip [0, 0.8] > two branches: Pad (constant 0.25,
+/// one row at the top, one column at the right) > AveragePool 3x3 stride 2 pads 1 without the
+/// pads in the count, and Pad (edge, one on every side) > AveragePool 2x2 stride 2 pads 1 with
+/// the pads in the count; each Flatten, Concat > Gemm(transB) > Softmax.
+///
+/// The variance initializer holds the given values plus 1 (so that it stays positive).
+pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
+    let t = if double { elem::DOUBLE } else { elem::FLOAT };
+    let mut initializers: Vec<TensorProto> = NORM_PARAMS
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, dims))| {
+            let n: i64 = dims.iter().product();
+            let mut v = match param {
+                Some((p, v)) if p == i => v.to_vec(),
+                _ => values(n as usize, i as u64 + 30, 0.5),
+            };
+            if name == "bn_var" {
+                v.iter_mut().for_each(|x| *x += 1.0);
+            }
+            init(name, dims, &v, double)
+        })
+        .collect();
+    initializers.push(TensorProto::from_i64("pads_a", &[8], vec![0, 0, 1, 0, 0, 0, 0, 1]));
+    initializers.push(TensorProto::from_i64("pads_b", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]));
+    let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+        NodeProto::new(op, name, inputs, &[output], attrs)
+    };
+    let constant = |name: &str, output: &str, v: f32| {
+        n("Constant", name, &[], output, vec![AttributeProto::float("value_float", v)])
+    };
+    let graph = GraphProto {
+        name: "norm".into(),
+        node: vec![
+            n(
+                "Conv",
+                "/conv/Conv",
+                &["x", "conv_w", "conv_b"],
+                "/conv/Conv_output_0",
+                vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
+            ),
+            n(
+                "BatchNormalization",
+                "/bn/BatchNormalization",
+                &["/conv/Conv_output_0", "bn_scale", "bn_b", "bn_mean", "bn_var"],
+                "/bn/BatchNormalization_output_0",
+                vec![AttributeProto::float("epsilon", 1e-3)],
+            ),
+            constant("/clip/Constant", "/clip/Constant_output_0", 0.0),
+            constant("/clip/Constant_1", "/clip/Constant_1_output_0", 0.8),
+            n(
+                "Clip",
+                "/clip/Clip",
+                &[
+                    "/bn/BatchNormalization_output_0",
+                    "/clip/Constant_output_0",
+                    "/clip/Constant_1_output_0",
+                ],
+                "/clip/Clip_output_0",
+                vec![],
+            ),
+            constant("/pada/Constant", "/pada/Constant_output_0", 0.25),
+            n(
+                "Pad",
+                "/pada/Pad",
+                &["/clip/Clip_output_0", "pads_a", "/pada/Constant_output_0"],
+                "/pada/Pad_output_0",
+                vec![],
+            ),
+            n(
+                "AveragePool",
+                "/poola/AveragePool",
+                &["/pada/Pad_output_0"],
+                "/poola/AveragePool_output_0",
+                vec![
+                    AttributeProto::ints("kernel_shape", &[3, 3]),
+                    AttributeProto::ints("strides", &[2, 2]),
+                    AttributeProto::ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            n(
+                "Pad",
+                "/padb/Pad",
+                &["/clip/Clip_output_0", "pads_b"],
+                "/padb/Pad_output_0",
+                vec![AttributeProto::string("mode", "edge")],
+            ),
+            n(
+                "AveragePool",
+                "/poolb/AveragePool",
+                &["/padb/Pad_output_0"],
+                "/poolb/AveragePool_output_0",
+                vec![
+                    AttributeProto::ints("kernel_shape", &[2, 2]),
+                    AttributeProto::ints("strides", &[2, 2]),
+                    AttributeProto::ints("pads", &[1, 1, 1, 1]),
+                    AttributeProto::int("count_include_pad", 1),
+                ],
+            ),
+            n(
+                "Flatten",
+                "/flata/Flatten",
+                &["/poola/AveragePool_output_0"],
+                "/flata/Flatten_output_0",
+                vec![],
+            ),
+            n(
+                "Flatten",
+                "/flatb/Flatten",
+                &["/poolb/AveragePool_output_0"],
+                "/flatb/Flatten_output_0",
+                vec![],
+            ),
+            n(
+                "Concat",
+                "/cat/Concat",
+                &["/flata/Flatten_output_0", "/flatb/Flatten_output_0"],
+                "/cat/Concat_output_0",
+                vec![AttributeProto::int("axis", 1)],
+            ),
+            n(
+                "Gemm",
+                "/head/Gemm",
+                &["/cat/Concat_output_0", "head_w", "head_b"],
+                "/head/Gemm_output_0",
+                vec![AttributeProto::int("transB", 1)],
+            ),
+            n(
+                "Softmax",
+                "/out/Softmax",
+                &["/head/Gemm_output_0"],
+                "probs",
+                vec![AttributeProto::int("axis", 1)],
+            ),
+        ],
+        initializer: initializers,
+        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
+        output: vec![ValueInfoProto::tensor("probs", t, &[None, Some(3)])],
+        ..Default::default()
+    };
+    ModelProto::new(graph, 13).encode_to_vec()
+}
