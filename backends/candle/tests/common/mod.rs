@@ -149,6 +149,53 @@ pub fn one_node(op: &str, domain: &str, attrs: Vec<AttributeProto>) -> Vec<u8> {
     ModelProto::new(graph, 13).encode_to_vec()
 }
 
+/// The initializers of `params`: the values of `param` for the one it names, else
+/// `values(n, index + 30, 0.5)` as `default` leaves them (it may replace them), stored as
+/// DOUBLE or FLOAT.
+fn param_initializers(
+    params: &[(&str, &[i64])],
+    param: Option<(usize, &[f64])>,
+    double: bool,
+    default: impl Fn(&str, usize, &mut Vec<f64>),
+) -> Vec<TensorProto> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, dims))| {
+            let n = dims.iter().product::<i64>() as usize;
+            let v = match param {
+                Some((p, v)) if p == i => v.to_vec(),
+                _ => {
+                    let mut v = values(n, i as u64 + 30, 0.5);
+                    default(name, n, &mut v);
+                    v
+                }
+            };
+            init(name, dims, &v, double)
+        })
+        .collect()
+}
+
+/// An opset-13 model of `nodes` from the input `x` [N, 3, 6, 6] to `output` [N, 3], of element
+/// type `t`.
+fn image_model(
+    name: &str,
+    nodes: Vec<NodeProto>,
+    initializer: Vec<TensorProto>,
+    t: i32,
+    output: &str,
+) -> Vec<u8> {
+    let graph = GraphProto {
+        name: name.into(),
+        node: nodes,
+        initializer,
+        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
+        output: vec![ValueInfoProto::tensor(output, t, &[None, Some(3)])],
+        ..Default::default()
+    };
+    ModelProto::new(graph, 13).encode_to_vec()
+}
+
 /// The parameter tensors of [`ops_model`]: name, dims.
 pub const OPS_PARAMS: &[(&str, &[i64])] = &[
     ("gconv_w", &[6, 1, 3, 3]),
@@ -167,21 +214,11 @@ pub const OPS_PARAMS: &[(&str, &[i64])] = &[
 /// beta) > LogSoftmax.
 pub fn ops_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let t = if double { elem::DOUBLE } else { elem::FLOAT };
-    let mut initializers: Vec<TensorProto> = OPS_PARAMS
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, dims))| {
-            let n: i64 = dims.iter().product();
-            let v = match param {
-                Some((p, v)) if p == i => v.to_vec(),
-                _ if name == "scale" => {
-                    values(n as usize, 40, 0.3).iter().map(|v| v + 1.0).collect()
-                }
-                _ => values(n as usize, i as u64 + 30, 0.5),
-            };
-            init(name, dims, &v, double)
-        })
-        .collect();
+    let mut initializers = param_initializers(OPS_PARAMS, param, double, |name, n, v| {
+        if name == "scale" {
+            *v = values(n, 40, 0.3).iter().map(|v| v + 1.0).collect();
+        }
+    });
     initializers.push(TensorProto::from_i64("zero", &[], vec![0]));
     initializers.push(TensorProto::from_i64("axes0", &[1], vec![0]));
     initializers.push(TensorProto::from_i64("axes23", &[2], vec![2, 3]));
@@ -189,159 +226,146 @@ pub fn ops_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
         NodeProto::new(op, name, inputs, &[output], attrs)
     };
-    let graph = GraphProto {
-        name: "ops".into(),
-        node: vec![
-            n(
-                "Conv",
-                "/gconv/Conv",
-                &["x", "gconv_w", "gconv_b"],
-                "/gconv/Conv_output_0",
-                vec![
-                    AttributeProto::int("group", 3),
-                    AttributeProto::string("auto_pad", "SAME_UPPER"),
-                    AttributeProto::ints("strides", &[2, 2]),
-                ],
-            ),
-            n(
-                "LeakyRelu",
-                "/act/LeakyRelu",
-                &["/gconv/Conv_output_0"],
-                "/act/LeakyRelu_output_0",
-                vec![AttributeProto::float("alpha", 0.1)],
-            ),
-            n(
-                "Sigmoid",
-                "/gate/Sigmoid",
-                &["/gconv/Conv_output_0"],
-                "/gate/Sigmoid_output_0",
-                vec![],
-            ),
-            n("Tanh", "/gate/Tanh", &["/gconv/Conv_output_0"], "/gate/Tanh_output_0", vec![]),
-            n(
-                "Mul",
-                "/gate/Mul",
-                &["/gate/Sigmoid_output_0", "/gate/Tanh_output_0"],
-                "/gate/Mul_output_0",
-                vec![],
-            ),
-            n(
-                "Constant",
-                "/gate/Constant",
-                &[],
-                "/gate/Constant_output_0",
-                vec![AttributeProto::float("value_float", 0.1)],
-            ),
-            n(
-                "Sub",
-                "/gate/Sub",
-                &["/gate/Mul_output_0", "/gate/Constant_output_0"],
-                "/gate/Sub_output_0",
-                vec![],
-            ),
-            n("Div", "/gate/Div", &["/gate/Sub_output_0", "scale"], "/gate/Div_output_0", vec![]),
-            n(
-                "GlobalAveragePool",
-                "/pool/GlobalAveragePool",
-                &["/gate/Div_output_0"],
-                "/pool/GlobalAveragePool_output_0",
-                vec![],
-            ),
-            n(
-                "Shape",
-                "/flat/Shape",
-                &["/pool/GlobalAveragePool_output_0"],
-                "/flat/Shape_output_0",
-                vec![],
-            ),
-            n(
-                "Gather",
-                "/flat/Gather",
-                &["/flat/Shape_output_0", "zero"],
-                "/flat/Gather_output_0",
-                vec![AttributeProto::int("axis", 0)],
-            ),
-            n(
-                "Unsqueeze",
-                "/flat/Unsqueeze",
-                &["/flat/Gather_output_0", "axes0"],
-                "/flat/Unsqueeze_output_0",
-                vec![],
-            ),
-            n(
-                "Concat",
-                "/flat/Concat",
-                &["/flat/Unsqueeze_output_0", "minus_one"],
-                "/flat/Concat_output_0",
-                vec![AttributeProto::int("axis", 0)],
-            ),
-            n(
-                "Reshape",
-                "/flat/Reshape",
-                &["/pool/GlobalAveragePool_output_0", "/flat/Concat_output_0"],
-                "/flat/Reshape_output_0",
-                vec![],
-            ),
-            n(
-                "Squeeze",
-                "/squeeze/Squeeze",
-                &["/pool/GlobalAveragePool_output_0", "axes23"],
-                "/squeeze/Squeeze_output_0",
-                vec![],
-            ),
-            n(
-                "Add",
-                "/pooled/Add",
-                &["/flat/Reshape_output_0", "/squeeze/Squeeze_output_0"],
-                "/pooled/Add_output_0",
-                vec![],
-            ),
-            n(
-                "Flatten",
-                "/dense/Flatten",
-                &["/act/LeakyRelu_output_0"],
-                "/dense/Flatten_output_0",
-                vec![],
-            ),
-            n(
-                "MatMul",
-                "/dense/MatMul",
-                &["/dense/Flatten_output_0", "dense_w"],
-                "/dense/MatMul_output_0",
-                vec![],
-            ),
-            n(
-                "Concat",
-                "/cat/Concat",
-                &["/pooled/Add_output_0", "/dense/MatMul_output_0"],
-                "/cat/Concat_output_0",
-                vec![AttributeProto::int("axis", 1)],
-            ),
-            n(
-                "Gemm",
-                "/head/Gemm",
-                &["/cat/Concat_output_0", "head_w", "head_b"],
-                "/head/Gemm_output_0",
-                vec![
-                    AttributeProto::int("transB", 1),
-                    AttributeProto::float("alpha", 0.5),
-                    AttributeProto::float("beta", 2.0),
-                ],
-            ),
-            n(
-                "LogSoftmax",
-                "/out/LogSoftmax",
-                &["/head/Gemm_output_0"],
-                "log_probs",
-                vec![AttributeProto::int("axis", 1)],
-            ),
-        ],
-        initializer: initializers,
-        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
-        output: vec![ValueInfoProto::tensor("log_probs", t, &[None, Some(3)])],
-        ..Default::default()
-    };
-    ModelProto::new(graph, 13).encode_to_vec()
+    let nodes = vec![
+        n(
+            "Conv",
+            "/gconv/Conv",
+            &["x", "gconv_w", "gconv_b"],
+            "/gconv/Conv_output_0",
+            vec![
+                AttributeProto::int("group", 3),
+                AttributeProto::string("auto_pad", "SAME_UPPER"),
+                AttributeProto::ints("strides", &[2, 2]),
+            ],
+        ),
+        n(
+            "LeakyRelu",
+            "/act/LeakyRelu",
+            &["/gconv/Conv_output_0"],
+            "/act/LeakyRelu_output_0",
+            vec![AttributeProto::float("alpha", 0.1)],
+        ),
+        n("Sigmoid", "/gate/Sigmoid", &["/gconv/Conv_output_0"], "/gate/Sigmoid_output_0", vec![]),
+        n("Tanh", "/gate/Tanh", &["/gconv/Conv_output_0"], "/gate/Tanh_output_0", vec![]),
+        n(
+            "Mul",
+            "/gate/Mul",
+            &["/gate/Sigmoid_output_0", "/gate/Tanh_output_0"],
+            "/gate/Mul_output_0",
+            vec![],
+        ),
+        n(
+            "Constant",
+            "/gate/Constant",
+            &[],
+            "/gate/Constant_output_0",
+            vec![AttributeProto::float("value_float", 0.1)],
+        ),
+        n(
+            "Sub",
+            "/gate/Sub",
+            &["/gate/Mul_output_0", "/gate/Constant_output_0"],
+            "/gate/Sub_output_0",
+            vec![],
+        ),
+        n("Div", "/gate/Div", &["/gate/Sub_output_0", "scale"], "/gate/Div_output_0", vec![]),
+        n(
+            "GlobalAveragePool",
+            "/pool/GlobalAveragePool",
+            &["/gate/Div_output_0"],
+            "/pool/GlobalAveragePool_output_0",
+            vec![],
+        ),
+        n(
+            "Shape",
+            "/flat/Shape",
+            &["/pool/GlobalAveragePool_output_0"],
+            "/flat/Shape_output_0",
+            vec![],
+        ),
+        n(
+            "Gather",
+            "/flat/Gather",
+            &["/flat/Shape_output_0", "zero"],
+            "/flat/Gather_output_0",
+            vec![AttributeProto::int("axis", 0)],
+        ),
+        n(
+            "Unsqueeze",
+            "/flat/Unsqueeze",
+            &["/flat/Gather_output_0", "axes0"],
+            "/flat/Unsqueeze_output_0",
+            vec![],
+        ),
+        n(
+            "Concat",
+            "/flat/Concat",
+            &["/flat/Unsqueeze_output_0", "minus_one"],
+            "/flat/Concat_output_0",
+            vec![AttributeProto::int("axis", 0)],
+        ),
+        n(
+            "Reshape",
+            "/flat/Reshape",
+            &["/pool/GlobalAveragePool_output_0", "/flat/Concat_output_0"],
+            "/flat/Reshape_output_0",
+            vec![],
+        ),
+        n(
+            "Squeeze",
+            "/squeeze/Squeeze",
+            &["/pool/GlobalAveragePool_output_0", "axes23"],
+            "/squeeze/Squeeze_output_0",
+            vec![],
+        ),
+        n(
+            "Add",
+            "/pooled/Add",
+            &["/flat/Reshape_output_0", "/squeeze/Squeeze_output_0"],
+            "/pooled/Add_output_0",
+            vec![],
+        ),
+        n(
+            "Flatten",
+            "/dense/Flatten",
+            &["/act/LeakyRelu_output_0"],
+            "/dense/Flatten_output_0",
+            vec![],
+        ),
+        n(
+            "MatMul",
+            "/dense/MatMul",
+            &["/dense/Flatten_output_0", "dense_w"],
+            "/dense/MatMul_output_0",
+            vec![],
+        ),
+        n(
+            "Concat",
+            "/cat/Concat",
+            &["/pooled/Add_output_0", "/dense/MatMul_output_0"],
+            "/cat/Concat_output_0",
+            vec![AttributeProto::int("axis", 1)],
+        ),
+        n(
+            "Gemm",
+            "/head/Gemm",
+            &["/cat/Concat_output_0", "head_w", "head_b"],
+            "/head/Gemm_output_0",
+            vec![
+                AttributeProto::int("transB", 1),
+                AttributeProto::float("alpha", 0.5),
+                AttributeProto::float("beta", 2.0),
+            ],
+        ),
+        n(
+            "LogSoftmax",
+            "/out/LogSoftmax",
+            &["/head/Gemm_output_0"],
+            "log_probs",
+            vec![AttributeProto::int("axis", 1)],
+        ),
+    ];
+    image_model("ops", nodes, initializers, t, "log_probs")
 }
 
 /// Inputs `[n, 3, 6, 6]` in [-1, 1].
@@ -372,21 +396,20 @@ pub const NORM_PARAMS: &[(&str, &[i64])] = &[
 /// The variance initializer holds the given values plus 1 (so that it stays positive).
 pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let t = if double { elem::DOUBLE } else { elem::FLOAT };
-    let mut initializers: Vec<TensorProto> = NORM_PARAMS
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, dims))| {
-            let n: i64 = dims.iter().product();
-            let mut v = match param {
-                Some((p, v)) if p == i => v.to_vec(),
-                _ => values(n as usize, i as u64 + 30, 0.5),
-            };
-            if name == "bn_var" {
-                v.iter_mut().for_each(|x| *x += 1.0);
-            }
-            init(name, dims, &v, double)
-        })
-        .collect();
+    let var = NORM_PARAMS.iter().position(|p| p.0 == "bn_var");
+    let shifted: Vec<f64>;
+    let param = match param {
+        Some((p, v)) if Some(p) == var => {
+            shifted = v.iter().map(|x| x + 1.0).collect();
+            Some((p, &shifted[..]))
+        }
+        other => other,
+    };
+    let mut initializers = param_initializers(NORM_PARAMS, param, double, |name, _, v| {
+        if name == "bn_var" {
+            v.iter_mut().for_each(|x| *x += 1.0);
+        }
+    });
     initializers.push(TensorProto::from_i64("pads_a", &[8], vec![0, 0, 1, 0, 0, 0, 0, 1]));
     initializers.push(TensorProto::from_i64("pads_b", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]));
     let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
@@ -395,114 +418,107 @@ pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let constant = |name: &str, output: &str, v: f32| {
         n("Constant", name, &[], output, vec![AttributeProto::float("value_float", v)])
     };
-    let graph = GraphProto {
-        name: "norm".into(),
-        node: vec![
-            n(
-                "Conv",
-                "/conv/Conv",
-                &["x", "conv_w", "conv_b"],
-                "/conv/Conv_output_0",
-                vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
-            ),
-            n(
-                "BatchNormalization",
-                "/bn/BatchNormalization",
-                &["/conv/Conv_output_0", "bn_scale", "bn_b", "bn_mean", "bn_var"],
+    let nodes = vec![
+        n(
+            "Conv",
+            "/conv/Conv",
+            &["x", "conv_w", "conv_b"],
+            "/conv/Conv_output_0",
+            vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
+        ),
+        n(
+            "BatchNormalization",
+            "/bn/BatchNormalization",
+            &["/conv/Conv_output_0", "bn_scale", "bn_b", "bn_mean", "bn_var"],
+            "/bn/BatchNormalization_output_0",
+            vec![AttributeProto::float("epsilon", 1e-3)],
+        ),
+        constant("/clip/Constant", "/clip/Constant_output_0", 0.0),
+        constant("/clip/Constant_1", "/clip/Constant_1_output_0", 0.8),
+        n(
+            "Clip",
+            "/clip/Clip",
+            &[
                 "/bn/BatchNormalization_output_0",
-                vec![AttributeProto::float("epsilon", 1e-3)],
-            ),
-            constant("/clip/Constant", "/clip/Constant_output_0", 0.0),
-            constant("/clip/Constant_1", "/clip/Constant_1_output_0", 0.8),
-            n(
-                "Clip",
-                "/clip/Clip",
-                &[
-                    "/bn/BatchNormalization_output_0",
-                    "/clip/Constant_output_0",
-                    "/clip/Constant_1_output_0",
-                ],
-                "/clip/Clip_output_0",
-                vec![],
-            ),
-            constant("/pada/Constant", "/pada/Constant_output_0", 0.25),
-            n(
-                "Pad",
-                "/pada/Pad",
-                &["/clip/Clip_output_0", "pads_a", "/pada/Constant_output_0"],
-                "/pada/Pad_output_0",
-                vec![],
-            ),
-            n(
-                "AveragePool",
-                "/poola/AveragePool",
-                &["/pada/Pad_output_0"],
-                "/poola/AveragePool_output_0",
-                vec![
-                    AttributeProto::ints("kernel_shape", &[3, 3]),
-                    AttributeProto::ints("strides", &[2, 2]),
-                    AttributeProto::ints("pads", &[1, 1, 1, 1]),
-                ],
-            ),
-            n(
-                "Pad",
-                "/padb/Pad",
-                &["/clip/Clip_output_0", "pads_b"],
-                "/padb/Pad_output_0",
-                vec![AttributeProto::string("mode", "edge")],
-            ),
-            n(
-                "AveragePool",
-                "/poolb/AveragePool",
-                &["/padb/Pad_output_0"],
-                "/poolb/AveragePool_output_0",
-                vec![
-                    AttributeProto::ints("kernel_shape", &[2, 2]),
-                    AttributeProto::ints("strides", &[2, 2]),
-                    AttributeProto::ints("pads", &[1, 1, 1, 1]),
-                    AttributeProto::int("count_include_pad", 1),
-                ],
-            ),
-            n(
-                "Flatten",
-                "/flata/Flatten",
-                &["/poola/AveragePool_output_0"],
-                "/flata/Flatten_output_0",
-                vec![],
-            ),
-            n(
-                "Flatten",
-                "/flatb/Flatten",
-                &["/poolb/AveragePool_output_0"],
-                "/flatb/Flatten_output_0",
-                vec![],
-            ),
-            n(
-                "Concat",
-                "/cat/Concat",
-                &["/flata/Flatten_output_0", "/flatb/Flatten_output_0"],
-                "/cat/Concat_output_0",
-                vec![AttributeProto::int("axis", 1)],
-            ),
-            n(
-                "Gemm",
-                "/head/Gemm",
-                &["/cat/Concat_output_0", "head_w", "head_b"],
-                "/head/Gemm_output_0",
-                vec![AttributeProto::int("transB", 1)],
-            ),
-            n(
-                "Softmax",
-                "/out/Softmax",
-                &["/head/Gemm_output_0"],
-                "probs",
-                vec![AttributeProto::int("axis", 1)],
-            ),
-        ],
-        initializer: initializers,
-        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
-        output: vec![ValueInfoProto::tensor("probs", t, &[None, Some(3)])],
-        ..Default::default()
-    };
-    ModelProto::new(graph, 13).encode_to_vec()
+                "/clip/Constant_output_0",
+                "/clip/Constant_1_output_0",
+            ],
+            "/clip/Clip_output_0",
+            vec![],
+        ),
+        constant("/pada/Constant", "/pada/Constant_output_0", 0.25),
+        n(
+            "Pad",
+            "/pada/Pad",
+            &["/clip/Clip_output_0", "pads_a", "/pada/Constant_output_0"],
+            "/pada/Pad_output_0",
+            vec![],
+        ),
+        n(
+            "AveragePool",
+            "/poola/AveragePool",
+            &["/pada/Pad_output_0"],
+            "/poola/AveragePool_output_0",
+            vec![
+                AttributeProto::ints("kernel_shape", &[3, 3]),
+                AttributeProto::ints("strides", &[2, 2]),
+                AttributeProto::ints("pads", &[1, 1, 1, 1]),
+            ],
+        ),
+        n(
+            "Pad",
+            "/padb/Pad",
+            &["/clip/Clip_output_0", "pads_b"],
+            "/padb/Pad_output_0",
+            vec![AttributeProto::string("mode", "edge")],
+        ),
+        n(
+            "AveragePool",
+            "/poolb/AveragePool",
+            &["/padb/Pad_output_0"],
+            "/poolb/AveragePool_output_0",
+            vec![
+                AttributeProto::ints("kernel_shape", &[2, 2]),
+                AttributeProto::ints("strides", &[2, 2]),
+                AttributeProto::ints("pads", &[1, 1, 1, 1]),
+                AttributeProto::int("count_include_pad", 1),
+            ],
+        ),
+        n(
+            "Flatten",
+            "/flata/Flatten",
+            &["/poola/AveragePool_output_0"],
+            "/flata/Flatten_output_0",
+            vec![],
+        ),
+        n(
+            "Flatten",
+            "/flatb/Flatten",
+            &["/poolb/AveragePool_output_0"],
+            "/flatb/Flatten_output_0",
+            vec![],
+        ),
+        n(
+            "Concat",
+            "/cat/Concat",
+            &["/flata/Flatten_output_0", "/flatb/Flatten_output_0"],
+            "/cat/Concat_output_0",
+            vec![AttributeProto::int("axis", 1)],
+        ),
+        n(
+            "Gemm",
+            "/head/Gemm",
+            &["/cat/Concat_output_0", "head_w", "head_b"],
+            "/head/Gemm_output_0",
+            vec![AttributeProto::int("transB", 1)],
+        ),
+        n(
+            "Softmax",
+            "/out/Softmax",
+            &["/head/Gemm_output_0"],
+            "probs",
+            vec![AttributeProto::int("axis", 1)],
+        ),
+    ];
+    image_model("norm", nodes, initializers, t, "probs")
 }
