@@ -663,7 +663,7 @@ fn scalar(v: &Value, what: &str) -> Result<f64, String> {
     }
 }
 
-/// Average pooling as a depthwise convolution with a constant kernel (so its gradient is the
+/// Average pooling as a depthwise convolution with a kernel of ones (so its gradient is the
 /// convolution's): the window sums divided by the window size, or with `count_include_pad`
 /// false by the number of input pixels under each window.
 fn average_pool(
@@ -683,26 +683,24 @@ fn average_pool(
             return Err(format!("pads {pads:?} must be smaller than the window {kernel:?}"));
         }
     }
-    let op = Conv2d { strides, dilations: [1, 1], pads };
-    let channels = dims[1];
-    let r = (|| {
-        let ones_kernel = Tensor::ones((1, 1, kernel[0], kernel[1]), x.dtype(), x.device())?;
-        let sums = if channels == 1 {
-            op.apply(x, &ones_kernel)?
-        } else {
-            let parts = (0..channels)
-                .map(|ch| op.apply(&x.narrow(1, ch, 1)?, &ones_kernel))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::cat(&parts, 1)?
-        };
-        if count_include_pad || pads == [0; 4] {
-            sums.affine(1.0 / (kernel[0] * kernel[1]) as f64, 0.0)
-        } else {
-            let ones = Tensor::ones((1, 1, dims[2], dims[3]), x.dtype(), x.device())?;
-            sums.broadcast_div(&op.apply(&ones, &ones_kernel)?)
-        }
-    })();
-    r.map(Value::Float).map_err(|e: candle_core::Error| e.to_string())
+    // The grouped convolution of [`conv`], one group per channel, with a kernel of ones.
+    let padding = Padding::Explicit(pads);
+    let window_sums = |x: &Tensor| -> Result<Tensor, String> {
+        let channels = x.dims()[1];
+        let ones = Tensor::ones((channels, 1, kernel[0], kernel[1]), x.dtype(), x.device())
+            .map_err(|e| e.to_string())?;
+        conv(x, &ones, None, &padding, strides, [1, 1], channels)?.float("the window sums").cloned()
+    };
+    let sums = window_sums(x)?;
+    let r = if count_include_pad || pads == [0; 4] {
+        sums.affine(1.0 / (kernel[0] * kernel[1]) as f64, 0.0)
+    } else {
+        // The input pixels under each window.
+        let ones = Tensor::ones((1, 1, dims[2], dims[3]), x.dtype(), x.device())
+            .map_err(|e| e.to_string())?;
+        sums.broadcast_div(&window_sums(&ones)?)
+    };
+    r.map(Value::Float).map_err(|e| e.to_string())
 }
 
 /// Pads every axis by `pads` (all the begins, then all the ends, as ONNX writes them) with
