@@ -52,23 +52,15 @@ pub const CONV_POOL_DENSE_PARAMS: &[(&str, &[i64])] = &[
 /// `param` overrides the values of one parameter (by index in [`CONV_POOL_DENSE_PARAMS`]).
 pub fn conv_pool_dense(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let t = if double { elem::DOUBLE } else { elem::FLOAT };
-    let initializers = CONV_POOL_DENSE_PARAMS
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, dims))| {
-            let n: i64 = dims.iter().product();
-            let scale = if name.ends_with("_b") { 0.1 } else { 0.6 };
-            let v = match param {
-                Some((p, v)) if p == i => v.to_vec(),
-                _ => values(n as usize, i as u64 + 11, scale),
-            };
-            init(name, dims, &v, double)
-        })
-        .chain([
-            TensorProto::from_i64("to_nchw", &[4], vec![-1, 1, 8, 8]),
-            TensorProto::from_i64("flat_shape", &[2], vec![-1, 16]),
-        ])
-        .collect();
+    let initializers = param_initializers(CONV_POOL_DENSE_PARAMS, param, double, |i, name, n| {
+        values(n, i as u64 + 11, if name.ends_with("_b") { 0.1 } else { 0.6 })
+    })
+    .into_iter()
+    .chain([
+        TensorProto::from_i64("to_nchw", &[4], vec![-1, 1, 8, 8]),
+        TensorProto::from_i64("flat_shape", &[2], vec![-1, 16]),
+    ])
+    .collect();
     let graph = GraphProto {
         name: "conv_pool_dense".into(),
         node: vec![
@@ -149,27 +141,21 @@ pub fn one_node(op: &str, domain: &str, attrs: Vec<AttributeProto>) -> Vec<u8> {
     ModelProto::new(graph, 13).encode_to_vec()
 }
 
-/// The initializers of `params`: the values of `param` for the one it names, else
-/// `values(n, index + 30, 0.5)` as `default` leaves them (it may replace them), stored as
-/// DOUBLE or FLOAT.
+/// The initializers of `params`, stored as DOUBLE or FLOAT: the values of `param` for the one
+/// it names, `default(index, name, element count)` for the others.
 fn param_initializers(
     params: &[(&str, &[i64])],
     param: Option<(usize, &[f64])>,
     double: bool,
-    default: impl Fn(&str, usize, &mut Vec<f64>),
+    default: impl Fn(usize, &str, usize) -> Vec<f64>,
 ) -> Vec<TensorProto> {
     params
         .iter()
         .enumerate()
         .map(|(i, &(name, dims))| {
-            let n = dims.iter().product::<i64>() as usize;
             let v = match param {
                 Some((p, v)) if p == i => v.to_vec(),
-                _ => {
-                    let mut v = values(n, i as u64 + 30, 0.5);
-                    default(name, n, &mut v);
-                    v
-                }
+                _ => default(i, name, dims.iter().product::<i64>() as usize),
             };
             init(name, dims, &v, double)
         })
@@ -214,9 +200,11 @@ pub const OPS_PARAMS: &[(&str, &[i64])] = &[
 /// beta) > LogSoftmax.
 pub fn ops_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let t = if double { elem::DOUBLE } else { elem::FLOAT };
-    let mut initializers = param_initializers(OPS_PARAMS, param, double, |name, n, v| {
+    let mut initializers = param_initializers(OPS_PARAMS, param, double, |i, name, n| {
         if name == "scale" {
-            *v = values(n, 40, 0.3).iter().map(|v| v + 1.0).collect();
+            values(n, 40, 0.3).iter().map(|v| v + 1.0).collect()
+        } else {
+            values(n, i as u64 + 30, 0.5)
         }
     });
     initializers.push(TensorProto::from_i64("zero", &[], vec![0]));
@@ -405,10 +393,9 @@ pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
         }
         other => other,
     };
-    let mut initializers = param_initializers(NORM_PARAMS, param, double, |name, _, v| {
-        if name == "bn_var" {
-            v.iter_mut().for_each(|x| *x += 1.0);
-        }
+    let mut initializers = param_initializers(NORM_PARAMS, param, double, |i, name, n| {
+        let v = values(n, i as u64 + 30, 0.5);
+        if name == "bn_var" { v.iter().map(|x| x + 1.0).collect() } else { v }
     });
     initializers.push(TensorProto::from_i64("pads_a", &[8], vec![0, 0, 1, 0, 0, 0, 0, 1]));
     initializers.push(TensorProto::from_i64("pads_b", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]));
