@@ -4,12 +4,13 @@
 //! ONNX, no system package. [`TractModel`] loads any ONNX file with one input, discovers every
 //! intermediate tensor as a layer (see below), and runs any subset of layers in one pass.
 //!
-//! A batch is cut into chunks of at most [`MAX_CHUNK_ROWS`] inputs ([`chunk_ranges`]: the
-//! last ones smaller, so that the workers finish together) that run on all cores (or `threads`
-//! workers), each worker taking the next chunk as it finishes one, on a reused run state of an
-//! optimised plan cached per (chunk size, set of layers). The worker that ran a chunk copies
-//! its activations into the batch's outputs, allocated beforehand, so that nothing is joined
-//! on one thread afterwards.
+//! A batch is cut into chunks of exactly [`CHUNK_ROWS`] inputs ([`chunk_ranges`]; the last
+//! one padded with zeros) that run on all cores (or `threads` workers), each worker taking the
+//! next chunk as it finishes one, on a reused run state of the one optimised plan per set of
+//! layers. The worker that ran a chunk copies its activations into the batch's outputs,
+//! allocated beforehand, so that nothing is joined on one thread afterwards. Every run having
+//! the same shape, an input's activations are bitwise the same on one machine whatever the
+//! batch it came in, its size and the number of workers.
 //!
 //! ## Layers
 //! - every node output with a floating-point type whose first axis follows the batch size is an
@@ -20,8 +21,9 @@
 //!   whose tensor is the one named exactly as the layer (an exporter's named output) or else the
 //!   last one computed (the layer's output);
 //! - layers come in evaluation order, an `Identity`/`Dropout` alias right after what it copies;
-//! - the model's output is the first graph output that is a vector per sample (class scores),
-//!   else the first floating-point graph output;
+//! - the model's output is the last graph output that is a vector per sample (class scores),
+//!   else the first floating-point graph output, else the last layer (the rules of
+//!   `nnlens_onnx`, which every ONNX backend shares);
 //! - the channel axis is axis 1 of what convolutions, poolings and normalisations read and write
 //!   (ONNX is NCHW), follows `Transpose` permutations (so tf2onnx's channels-last outputs are
 //!   channels-last) and is kept by element-wise operators. The model input's channel axis is
@@ -36,9 +38,7 @@ mod model;
 mod rewrite;
 
 pub use model::{
-    CHUNKS_PER_WORKER, MAX_CHUNK_ROWS, MIN_CHUNK_ROWS, TractError, TractModel, chunk_ranges,
-    chunk_rows,
-};
+CHUNK_ROWS, TractError, TractModel, chunk_ranges};
 
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 

@@ -92,51 +92,27 @@ pub struct TractModel {
     pool: Option<rayon::ThreadPool>,
 }
 
-/// The chunks each worker gets from one batch (when the batch is large enough).
-pub const CHUNKS_PER_WORKER: usize = 16;
-/// The fewest inputs in a full-size chunk: smaller runs cost more in per-run overhead.
-pub const MIN_CHUNK_ROWS: usize = 8;
-/// The most inputs in one model run. Runs of 4 to 64 inputs were about 20% faster per input
-/// than runs of 256 on fashion_cnn.onnx, one thread (the activations of a small run stay in
-/// the cache), so even one worker cuts a large batch.
-pub const MAX_CHUNK_ROWS: usize = 16;
-
-/// The inputs per model run (before the last, smaller ones of [`chunk_ranges`]) when
-/// `workers` threads share a batch of `batch` inputs: about [`CHUNKS_PER_WORKER`] chunks per
-/// worker, between [`MIN_CHUNK_ROWS`] and [`MAX_CHUNK_ROWS`] inputs, and never more than the
-/// batch.
-pub fn chunk_rows(batch: usize, workers: usize) -> usize {
-    batch
-        .div_ceil(workers.max(1) * CHUNKS_PER_WORKER)
-        .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
-        .min(batch)
-        .max(1)
-}
-
-/// The row ranges of a batch, in the order the workers take them.
+/// The inputs of every model run: a batch is cut into chunks of exactly this many rows, the
+/// last one padded with zeros (whose outputs are dropped).
 ///
-/// Chunks of [`chunk_rows`] inputs; with several workers, the last ones halve in size, down
-/// to one input, once fewer than two rounds of chunks remain. The workers take the next chunk
-/// as they finish one, so they end within about one input's run of each other: with chunks of
-/// 8 only, the worker that finished first waited on average half a chunk per batch (3.5% of
-/// the time on 2 cores, measured).
-pub fn chunk_ranges(batch: usize, workers: usize) -> Vec<std::ops::Range<usize>> {
-    let base = chunk_rows(batch, workers);
-    let mut ranges = Vec::with_capacity(batch.div_ceil(base) + 2 * base.ilog2() as usize);
-    let mut start = 0;
-    while start < batch {
-        let remaining = batch - start;
-        let mut rows = base;
-        if workers > 1 {
-            while rows > 1 && remaining < 2 * workers * rows {
-                rows /= 2;
-            }
-        }
-        let end = start + rows.min(remaining);
-        ranges.push(start..end);
-        start = end;
-    }
-    ranges
+/// One shape for every run makes a row's activations independent of the batch it came in:
+/// tract picks its matrix kernels by the shapes of the products (a lone input runs a
+/// matrix-vector kernel, a 16-row tile another), and each kernel rounds in its own order, so
+/// with chunks of varying size the same input gave activations that differed in the last bits
+/// from one batch size, thread count or shard to the next. With one shape, every input takes
+/// the same kernels in every run on a machine, and its activations are bitwise the same
+/// whatever the batch size, the number of workers or the other inputs of its batch.
+///
+/// Runs of 4 to 64 inputs were about 20% faster per input than runs of 256 on
+/// fashion_cnn.onnx on one thread (the activations of a small run stay in the cache); 8 is
+/// also few enough that the workers of a batch of 256 share its 32 chunks evenly.
+pub const CHUNK_ROWS: usize = 8;
+
+/// The row ranges of a batch, in the order the workers take them: chunks of [`CHUNK_ROWS`]
+/// inputs, the last one shorter when the batch is not a multiple (it is padded to
+/// [`CHUNK_ROWS`] when run).
+pub fn chunk_ranges(batch: usize) -> Vec<std::ops::Range<usize>> {
+    (0..batch).step_by(CHUNK_ROWS).map(|start| start..(start + CHUNK_ROWS).min(batch)).collect()
 }
 
 impl std::fmt::Debug for TractModel {
@@ -314,10 +290,10 @@ impl TractModel {
         self.workers
     }
 
-    /// Runs a batch. One chunk: its outputs are moved out as they are. Several (the chunks of
-    /// [`chunk_ranges`]): the outputs of the whole batch are allocated first, and whichever
-    /// worker runs a chunk copies its activations into their rows while they are still in the
-    /// cache, so no thread joins the chunks afterwards.
+    /// Runs a batch in chunks of [`CHUNK_ROWS`] inputs. A batch of exactly one chunk: its
+    /// outputs are moved out as they are. Otherwise the outputs of the whole batch are
+    /// allocated first, and whichever worker runs a chunk copies its activations into their
+    /// rows while they are still in the cache, so no thread joins the chunks afterwards.
     fn run(
         &self,
         x: ArrayViewD<'_, f32>,
@@ -327,15 +303,15 @@ impl TractModel {
         let batch = self.structure.input.check_batch(&self.label, &x)?;
         let unique = request.distinct();
         let x = x.as_standard_layout();
+        if batch == CHUNK_ROWS {
+            return Ok(request.assemble(self.run_chunk(x.view(), unique)?));
+        }
         // A caller that is itself a rayon worker already keeps the cores busy (the linearity
         // measure runs its chunks of instances in parallel, for one): the chunks then run in
         // turn on its own thread, as nested workers would only contend.
         let workers = if rayon::current_thread_index().is_some() { 1 } else { self.workers };
-        let chunks = chunk_ranges(batch, workers);
-        if chunks.len() <= 1 {
-            return Ok(request.assemble(self.run_chunk(x.view(), unique)?));
-        }
-        let mut outputs = self.batch_outputs(batch, chunks[0].len(), unique)?;
+        let chunks = chunk_ranges(batch);
+        let mut outputs = self.batch_outputs(batch, unique)?;
         {
             // For each chunk, the rows of every output that it fills.
             let mut rows: Vec<Vec<ArrayViewMutD<'_, f32>>> =
@@ -354,9 +330,17 @@ impl TractModel {
                 let input = x.slice_axis(Axis(0), Slice::from(chunks[c].clone()));
                 // Each chunk is run once, so its lock is never contended.
                 let mut dest = rows[c].lock().map_err(|_| self.poisoned())?;
-                self.run_chunk_into(input, unique, &mut dest)
+                if input.shape()[0] == CHUNK_ROWS {
+                    self.run_chunk_into(input, unique, &mut dest)
+                } else {
+                    let mut shape = input.shape().to_vec();
+                    shape[0] = CHUNK_ROWS;
+                    let mut padded = ArrayD::<f32>::zeros(shape);
+                    padded.slice_axis_mut(Axis(0), Slice::from(0..input.shape()[0])).assign(&input);
+                    self.run_chunk_into(padded.view(), unique, &mut dest)
+                }
             };
-            if workers == 1 {
+            if workers == 1 || chunks.len() == 1 {
                 (0..chunks.len()).try_for_each(run)?;
             } else {
                 self.run_on_workers(chunks.len(), run)?;
@@ -365,15 +349,11 @@ impl TractModel {
         Ok(request.assemble(outputs))
     }
 
-    /// Zeroed outputs for a batch of `batch` inputs, shaped as the plan for chunks of `rows`
-    /// gives each tensor beyond the batch axis (large zeroed allocations cost nothing until
-    /// written).
-    fn batch_outputs(
-        &self,
-        batch: usize,
-        rows: usize,
-        tensors: &[String],
-    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+    /// Zeroed outputs for a batch of `batch` inputs, shaped as the plan for chunks of
+    /// [`CHUNK_ROWS`] gives each tensor beyond the batch axis (large zeroed allocations cost
+    /// nothing until written).
+    fn batch_outputs(&self, batch: usize, tensors: &[String]) -> Result<Vec<ArrayD<f32>>, TractError> {
+        let rows = CHUNK_ROWS;
         let plan = self.plan(rows, tensors)?;
         (0..tensors.len())
             .map(|i| {
@@ -395,7 +375,7 @@ impl TractModel {
     }
 
     /// Runs `run(0)`, ..., `run(chunks - 1)` on the workers, each taking the next index in
-    /// order as it finishes one (the last chunks are the smallest). After an error the
+    /// order as it finishes one. After an error the
     /// workers take no more chunks, and the first error is returned.
     fn run_on_workers(
         &self,
@@ -474,7 +454,8 @@ impl TractModel {
             .collect()
     }
 
-    /// Runs one chunk and copies its tensors (as `f32`) into `dest`, in the order of `unique`.
+    /// Runs one chunk and copies its tensors (as `f32`) into `dest`, in the order of `unique`:
+    /// the first rows of each, as many as `dest` has (the rest are padding).
     fn run_chunk_into(
         &self,
         x: ArrayViewD<'_, f32>,
@@ -485,6 +466,7 @@ impl TractModel {
         for ((value, dest), name) in outputs.iter().zip(dest.iter_mut()).zip(unique) {
             let cast = value.cast_to::<f32>().map_err(|e| self.engine(e))?;
             let got = cast.to_plain_array_view::<f32>().map_err(|e| self.engine(e))?;
+            let got = got.slice_axis(Axis(0), Slice::from(0..dest.shape()[0].min(got.shape()[0])));
             if got.shape() != dest.shape() {
                 return Err(TractError::Engine {
                     label: self.label.clone(),
