@@ -84,6 +84,17 @@ pub fn conform_input(x: ArrayD<f32>, input: &InputStructure) -> Result<ArrayD<f3
             got: format!("samples of shape {:?} ({per_sample} values)", sample),
         });
     }
+    // Images must have the input's height and width: 14 x 56 images have the values of 28 x 28
+    // ones, but are not images of that size.
+    if let (Some(got), Some(expected)) = (image_size(&sample, sample.len().checked_sub(1)), input_image_size(input))
+        && got != expected
+    {
+        return Err(CoreError::Shape {
+            what: format!("input '{}'", input.name),
+            expected: format!("images of {} x {} (height x width), as the model takes", expected.0, expected.1),
+            got: format!("images of {} x {}", got.0, got.1),
+        });
+    }
     let mut target = vec![batch];
     target.extend_from_slice(&input.shape);
     let channels_first = input.channel_axis == Some(0) && input.shape.len() >= 2;
@@ -99,6 +110,23 @@ pub fn conform_input(x: ArrayD<f32>, input: &InputStructure) -> Result<ArrayD<f3
         expected: format!("{target:?}"),
         got: e.to_string(),
     })
+}
+
+/// Height and width of an image of `shape` whose channel axis (if it has three axes) is
+/// `channel_axis`; `None` for what is not an image (a vector, or three axes with no known
+/// channel axis).
+fn image_size(shape: &[usize], channel_axis: Option<usize>) -> Option<(usize, usize)> {
+    match (shape, channel_axis) {
+        ([h, w], _) => Some((*h, *w)),
+        ([_, h, w], Some(0)) | ([h, w, _], Some(2)) => Some((*h, *w)),
+        _ => None,
+    }
+}
+
+/// Height and width of a model input that is an image: `[h, w]`, or three axes with its
+/// channel axis first or last.
+fn input_image_size(input: &InputStructure) -> Option<(usize, usize)> {
+    image_size(&input.shape, input.channel_axis)
 }
 
 #[cfg(test)]
@@ -142,6 +170,17 @@ mod tests {
         let x = Array::<f32, _>::zeros(IxDyn(&[2, 5, 5]));
         let e = conform_input(x, &input(&[28, 28, 1], Some(2))).unwrap_err().to_string();
         assert!(e.contains("784") && e.contains("25"), "{e}");
+        // The values of a 28 x 28 image, but 14 x 56: refused by image inputs, whichever their
+        // layout; a flat input takes any image of its number of values.
+        for model in [input(&[1, 28, 28], Some(0)), input(&[28, 28, 1], Some(2)), input(&[28, 28], None)] {
+            let x = Array::<f32, _>::zeros(IxDyn(&[2, 14, 56]));
+            let e = conform_input(x, &model).unwrap_err().to_string();
+            assert!(e.contains("28 x 28") && e.contains("14 x 56"), "{e}");
+            let x = Array::<f32, _>::zeros(IxDyn(&[2, 14, 56, 1]));
+            assert!(conform_input(x, &model).is_err());
+        }
+        let x = Array::<f32, _>::zeros(IxDyn(&[2, 14, 56]));
+        assert_eq!(conform_input(x, &input(&[784], None)).unwrap().shape(), [2, 784]);
         let mut x = Array::<f32, _>::zeros(IxDyn(&[1, 3]));
         x[[0, 1]] = f32::NAN;
         assert!(matches!(

@@ -57,7 +57,10 @@ impl Moments {
     /// statistics are always accumulated in `f64`).
     ///
     /// # Errors
-    /// [`CoreError::Shape`] when the rows are not `len` long.
+    /// [`CoreError::Shape`] when the rows are not `len` long; [`CoreError::NonFinite`] (with
+    /// the row-major index of the first such value in the batch) when a value is NaN or
+    /// infinite, and the state is left as it was. The check costs one test per element of
+    /// the batch's M2, not per value: a non-finite value makes its element's M2 non-finite.
     pub fn add_batch<T: Copy + Into<f64>>(&mut self, batch: ArrayView2<'_, T>) -> Result<()> {
         let (k, len) = batch.dim();
         if len != self.len() {
@@ -86,6 +89,21 @@ impl Moments {
                 let d = v.into() - m;
                 *s += d * d;
             }
+        }
+        // Sums of finite f32 or f64 values stay finite in f64 unless they reach 1e308; a NaN
+        // or infinite value makes its element's M2 NaN or infinite.
+        if let Some(col) = batch_m2.iter().position(|s| !s.is_finite()) {
+            let (row, value) = batch
+                .column(col)
+                .iter()
+                .enumerate()
+                .find_map(|(r, &v)| (!v.into().is_finite()).then(|| (r, v.into())))
+                .unwrap_or((0, batch_m2[col]));
+            return Err(CoreError::NonFinite {
+                what: "observations".into(),
+                value: value as f32,
+                index: row * len + col,
+            });
         }
         self.combine(k as u64, &batch_mean, &batch_m2);
         Ok(())
@@ -149,7 +167,7 @@ impl Moments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, s};
+    use ndarray::{Array2, array, s};
     use proptest::prelude::*;
 
     /// The two-pass textbook formula, independently.
@@ -180,6 +198,28 @@ mod tests {
         assert!(m.variance(3).iter().all(|v| v.is_nan()));
         assert!(m.add_batch(ndarray::array![[1.0f32]].view()).is_err());
         assert!(m.merge(&Moments::new(3)).is_err());
+    }
+
+    #[test]
+    fn a_non_finite_value_is_an_error_with_its_index_and_the_state_is_kept() {
+        let mut m = Moments::new(3);
+        m.add_batch(array![[1.0f32, 2.0, 3.0]].view()).unwrap();
+        let before = m.clone();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let batch = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, bad, 9.0]];
+            match m.add_batch(batch.view()) {
+                Err(CoreError::NonFinite { index, value, .. }) => {
+                    assert_eq!(index, 2 * 3 + 1);
+                    assert!(value.is_nan() == bad.is_nan() && (value.is_nan() || value == bad));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(m, before);
+        }
+        // The largest f32 values are finite, and so are their sums and squares in f64.
+        let big = array![[f32::MAX, -f32::MAX, 0.0], [-f32::MAX, f32::MAX, 1.0]];
+        m.add_batch(big.view()).unwrap();
+        assert!(m.m2().iter().all(|v| v.is_finite()));
     }
 
     #[test]
