@@ -34,7 +34,7 @@ mod sets;
 pub use affine::{Fill, Interpolation, Layout, Resample, Transformation};
 pub use dataset::ImageTransformationsDataSet;
 pub use error::TransformError;
-pub use sets::{SEED_GROUPS, TransformationSet, seed_group};
+pub use sets::{MAX_TRANSFORMATIONS, SEED_GROUPS, TransformationSet, seed_group};
 
 /// `Result` with the transforms error type.
 pub type Result<T, E = TransformError> = std::result::Result<T, E>;

@@ -13,6 +13,12 @@ pub struct TransformationSet {
     pub transformations: Vec<Transformation>,
 }
 
+/// The most transformations a set may have: a spec that makes more (`rotation:n=100000000`)
+/// is refused before its transformations are made, instead of filling the memory. Every
+/// transformation is a column of the samples x transformations matrix: 100,000 columns of
+/// even 10 samples are a million model runs.
+pub const MAX_TRANSFORMATIONS: usize = 100_000;
+
 /// The number of the seed package's transformation groups ([`seed_group`]).
 pub const SEED_GROUPS: usize = 7;
 
@@ -38,10 +44,23 @@ fn range(spec: &str, text: &str) -> Result<(f64, f64)> {
     }
 }
 
+fn too_many(spec: &str, what: &str, n: impl std::fmt::Display) -> TransformError {
+    spec_error(
+        spec,
+        format!(
+            "{what} make {n} transformations, more than the {MAX_TRANSFORMATIONS} a set may have"
+        ),
+    )
+}
+
 fn count(spec: &str, text: &str) -> Result<usize> {
-    text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+    let n = text.parse::<u128>().ok().filter(|&n| n > 0).ok_or_else(|| {
         spec_error(spec, format!("n = '{text}' must be a whole number of at least 1"))
-    })
+    })?;
+    if n > MAX_TRANSFORMATIONS as u128 {
+        return Err(too_many(spec, &format!("n = {n} would"), n));
+    }
+    Ok(n as usize)
 }
 
 /// `n` values from `a` to `b` inclusive.
@@ -57,8 +76,12 @@ fn steps(spec: &str, (a, b): (f64, f64), step: f64) -> Result<Vec<f64>> {
     if step <= 0.0 || b < a {
         return Err(spec_error(spec, format!("range {a}..{b} with step {step} is empty")));
     }
-    let k = ((b - a) / step + 1e-9).floor() as usize;
-    Ok((0..=k).map(|i| a + step * i as f64).collect())
+    let k = ((b - a) / step + 1e-9).floor();
+    // (Compared as f64: the count of a range of 1e300 pixels is no integer type's.)
+    if k + 1.0 > MAX_TRANSFORMATIONS as f64 {
+        return Err(too_many(spec, &format!("the range {a}..{b} with step {step} would"), k + 1.0));
+    }
+    Ok((0..=k as usize).map(|i| a + step * i as f64).collect())
 }
 
 impl TransformationSet {
@@ -80,6 +103,9 @@ impl TransformationSet {
     /// | `scale:A..B,n=K` / `scale:A;B` | isotropic scales |
     /// | `hflip`, `vflip` | mirror left-right, top-bottom |
     ///
+    /// A spec that would make more than [`MAX_TRANSFORMATIONS`] is refused before more are
+    /// made: every atom, product and union is counted before it is built.
+    ///
     /// # Errors
     /// [`TransformError::Spec`] saying what is wrong.
     pub fn parse(spec: &str) -> Result<Self> {
@@ -95,11 +121,19 @@ impl TransformationSet {
                 product = Some(match product {
                     None => set,
                     Some(left) => {
+                        let n = left.len() as u128 * set.len() as u128;
+                        if n > MAX_TRANSFORMATIONS as u128 {
+                            return Err(too_many(spec, &format!("the product '{term}' would"), n));
+                        }
                         left.iter().flat_map(|a| set.iter().map(move |b| a.then(b))).collect()
                     }
                 });
             }
-            all.extend(product.unwrap_or_default());
+            let product = product.unwrap_or_default();
+            if all.len() + product.len() > MAX_TRANSFORMATIONS {
+                return Err(too_many(spec, "the union would", all.len() + product.len()));
+            }
+            all.extend(product);
         }
         Ok(Self::new(spec, all))
     }
@@ -147,6 +181,12 @@ impl TransformationSet {
                         let (a, b) = range(spec, r)?;
                         linspace(a, b, n)
                     }
+                    ([r], None) if r.contains("..") => {
+                        return Err(spec_error(
+                            spec,
+                            format!("the range {r} needs n=K, the number of angles (rotation:{r},n=8)"),
+                        ));
+                    }
                     ([list], None) => values(list)?,
                     _ => {
                         return Err(spec_error(
@@ -180,6 +220,12 @@ impl TransformationSet {
                     ([r], Some(n)) if r.contains("..") => {
                         let (a, b) = range(spec, r)?;
                         linspace(a, b, n)
+                    }
+                    ([r], None) if r.contains("..") => {
+                        return Err(spec_error(
+                            spec,
+                            format!("the range {r} needs n=K, the number of scales (scale:{r},n=5)"),
+                        ));
                     }
                     ([list], None) => values(list)?,
                     _ => return Err(spec_error(spec, "scale takes A..B,n=K or A;B;C")),
@@ -248,7 +294,7 @@ fn seed_angles(n: usize) -> Vec<f64> {
 /// shift in both directions at once); nnlens makes the x,y grid the name describes.
 ///
 /// # Errors
-/// [`TransformError::Invalid`] for a group past 6 or `n = 0`.
+/// [`TransformError::Invalid`] for a group past 6, `n = 0` or `n` past [`MAX_TRANSFORMATIONS`].
 pub fn seed_group(
     group: usize,
     n: usize,
@@ -257,6 +303,12 @@ pub fn seed_group(
 ) -> Result<TransformationSet> {
     if n == 0 {
         return Err(TransformError::Invalid("a transformation group needs n >= 1".into()));
+    }
+    if n > MAX_TRANSFORMATIONS {
+        return Err(TransformError::Invalid(format!(
+            "transformation group {group} with n = {n}: more than the {MAX_TRANSFORMATIONS} \
+             transformations a set may have"
+        )));
     }
     let t = |dx: f64, dy: f64| Transformation::translation(dx, dy);
     let list: Vec<Transformation> = match group {
@@ -337,9 +389,31 @@ mod tests {
             ("translation:dx=2..-2", "empty"),
             ("scale:0..1,n=3", "not invertible"),
             ("rotation:a..b,n=2", "not a number"),
+            ("scale:0..0", "needs n=K"),
+            ("rotation:-10..10", "needs n=K"),
+            ("scale:0;1", "not invertible"),
         ] {
             let e = TransformationSet::parse(spec).unwrap_err().to_string();
             assert!(e.contains(needle), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn huge_specs_are_refused_before_they_are_made() {
+        let max = MAX_TRANSFORMATIONS;
+        assert_eq!(TransformationSet::parse(&format!("identity:n={max}")).unwrap().len(), max);
+        for spec in [
+            "rotation:n=100000000".to_string(),
+            format!("identity:n={}", max + 1),
+            "rotation:n=340282366920938463463374607431768211455".into(),
+            "translation:dx=0..1e300".into(),
+            "translation:dx=0..1,step=1e-300".into(),
+            // Each atom is allowed, not their product or union.
+            "rotation:n=1000*rotation:n=1000".into(),
+            format!("identity:n={max}+hflip"),
+        ] {
+            let e = TransformationSet::parse(&spec).unwrap_err().to_string();
+            assert!(e.contains("more than the 100000"), "{spec}: {e}");
         }
     }
 
@@ -358,5 +432,6 @@ mod tests {
         assert_eq!(seed_group(6, 4, 28, 28).unwrap().get(2).unwrap().translation, [0.0, 14.0]);
         assert!(seed_group(7, 4, 28, 28).is_err());
         assert!(seed_group(1, 0, 28, 28).is_err());
+        assert!(seed_group(1, 100_000_000, 28, 28).unwrap_err().to_string().contains("more than"));
     }
 }

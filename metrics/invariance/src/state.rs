@@ -81,6 +81,8 @@ pub struct LayerState {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Chunk {
     rows: usize,
+    /// The samples (rows of the matrix) of the chunk, to name one in errors.
+    row_ids: Vec<usize>,
     width: usize,
     moments: Vec<Moments>,
     buffer: Vec<f64>,
@@ -401,6 +403,8 @@ impl Visitor for PassVisitor<'_> {
             let a = layer.layer.number_activations();
             let chunk = &mut layer.chunk;
             chunk.rows = rows.len();
+            chunk.row_ids.clear();
+            chunk.row_ids.extend_from_slice(rows);
             chunk.width = columns;
             match work {
                 Work::Moments if layer.row_std.is_some() => {
@@ -472,29 +476,57 @@ impl LayerState {
             )));
         }
         let a = as_3d(values, n)?;
+        // Every path checks for NaN and infinities as it goes, at the cost of a test per
+        // accumulated element, not per value: a non-finite value leaves a non-finite sum.
+        // Only then is the block searched for the first one, to name it.
+        // Rows are transformations in the sample-distance pass.
+        let transposed = matches!(work, Work::Distance(Order::TransformationsFirst));
+        let non_finite = |state: &LayerState| {
+            state.non_finite(a.view(), columns, transposed).unwrap_or_else(|| {
+                InvarianceError::Invalid(format!(
+                    "layer {}: a non-finite statistic from finite activations",
+                    state.layer.name
+                ))
+            })
+        };
         match work {
             Work::Moments => {
                 if self.row_std.is_some() {
-                    for (i, m) in self.chunk.moments.iter_mut().enumerate() {
-                        m.add_batch(a.slice(s![i, .., ..]))?;
+                    for i in 0..self.chunk.rows {
+                        let added = self.chunk.moments[i].add_batch(a.slice(s![i, .., ..]));
+                        if let Err(nnlens_core::CoreError::NonFinite { .. }) = added {
+                            return Err(non_finite(self));
+                        }
+                        added?;
                     }
                 }
-                if let Some(cols) = self.columns.as_mut() {
+                if self.columns.is_some() {
                     for (j, &c) in columns.iter().enumerate() {
-                        cols[c].add_batch(a.slice(s![.., j, ..]))?;
+                        let cols = self.columns.as_mut().expect("checked above");
+                        let added = cols[c].add_batch(a.slice(s![.., j, ..]));
+                        if let Err(nnlens_core::CoreError::NonFinite { .. }) = added {
+                            return Err(non_finite(self));
+                        }
+                        added?;
                     }
                 }
             }
             Work::Distance(_) => {
                 let width = self.chunk.width;
+                // 0 for finite values, NaN for any other: NaN once one is seen.
+                let mut check = 0.0f64;
                 for i in 0..self.chunk.rows {
                     for (j, &c) in columns.iter().enumerate() {
                         let at = (i * width + c) * n;
                         let dst = &mut self.chunk.buffer[at..at + n];
                         for (d, &v) in dst.iter_mut().zip(a.slice(s![i, j, ..])) {
                             *d = v.into();
+                            check += *d * 0.0;
                         }
                     }
+                }
+                if check.is_nan() {
+                    return Err(non_finite(self));
                 }
             }
             Work::Dses => {
@@ -507,6 +539,14 @@ impl LayerState {
                     let r = as_3d(r, n)?;
                     dses_block(sums, &maps, a.view(), r.view(), normalize);
                 });
+                // (The run ends with the error, so the spoilt sums are never used. Normalised
+                // DSES of an all-zero map is NaN by its formula, from finite activations: no
+                // error then. A bad reference is the same model's output, seen in its turn.)
+                if sums.sum.iter().any(|v| !v.is_finite())
+                    && let Some(e) = self.non_finite(a.view(), columns, false)
+                {
+                    return Err(e);
+                }
             }
             Work::Firing => {
                 let firing = self.firing.as_mut().expect("thresholds set");
@@ -530,6 +570,32 @@ impl LayerState {
             }
         }
         Ok(())
+    }
+
+    /// The error naming the first non-finite value of a block (`[rows, columns, activations]`
+    /// of the current chunk's rows and of `columns`; rows are transformations when
+    /// `transposed`), in row-major order; `None` when all are finite.
+    fn non_finite<T: Copy + Into<f64>>(
+        &self,
+        a: ArrayView3<'_, T>,
+        columns: &[usize],
+        transposed: bool,
+    ) -> Option<InvarianceError> {
+        let (h, w, _) = a.dim();
+        let (i, j, value) =
+            (0..h).flat_map(|i| (0..w).map(move |j| (i, j))).find_map(|(i, j)| {
+                let mut values = a.slice(s![i, j, ..]).into_iter().map(|&v| v.into());
+                values.find(|v: &f64| !v.is_finite()).map(|v| (i, j, v))
+            })?;
+        let (row, column) =
+            (self.chunk.row_ids.get(i).copied().unwrap_or(i), columns.get(j).copied().unwrap_or(j));
+        let (sample, transformation) = if transposed { (column, row) } else { (row, column) };
+        Some(InvarianceError::NonFinite {
+            layer: self.layer.name.clone(),
+            sample,
+            transformation,
+            value,
+        })
     }
 
     fn end_rows(&mut self, work: Work, normalize: bool, keep_shape: bool) -> Result<()> {

@@ -333,6 +333,31 @@ fn on_model(kind: Kind, dataset: &mut Rolls, layers: &[&str], batch: usize) -> M
     compute(&MeasureSpec::new(kind), &mut source).unwrap()
 }
 
+/// A model whose activations overflow to infinity (the square of 1e20 in f32) for one sample:
+/// every kind of measure fails, naming the layer, the sample and the transformation, instead of
+/// reporting a value computed from infinities.
+#[test]
+fn non_finite_activations_are_errors_naming_the_layer_and_sample() {
+    let mut data = images(4, 3, 5, &[1, 2, 3]).data().clone();
+    data[[2, 1, 3]] = 1e20;
+    let base = ArrayDataSet::new(data, None).unwrap();
+    let model = MapModel::new(3, 5);
+    for kind in
+        [Kind::Nvi, Kind::Tdi, Kind::Sdi, Kind::Nvse, Kind::Anova, Kind::Dses, Kind::Goodfellow]
+    {
+        let mut d = Rolls { base: base.clone(), shifts: 3, transposed: false };
+        let mut source = ModelSource::new(&model, &mut d)
+            .with_layers(&["map", "square"])
+            .unwrap()
+            .with_batch_size(5);
+        let e = compute(&MeasureSpec::new(kind), &mut source).unwrap_err().to_string();
+        assert!(
+            e.contains("layer square") && e.contains("inf") && e.contains("sample 2"),
+            "{kind:?}: {e}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
