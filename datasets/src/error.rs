@@ -47,6 +47,15 @@ pub enum DatasetError {
         /// The digest of what was received.
         got: String,
     },
+    /// A table (CSV or NPY) that cannot be read: `label` names it (`--table data.csv`), and the
+    /// reason says where and what is wrong, in one line.
+    #[error("{label}: {reason}")]
+    Table {
+        /// What was read: the flag and the file.
+        label: String,
+        /// Where (record and line, for CSV) and what is wrong.
+        reason: String,
+    },
     /// Two files that do not belong together (image and label counts, say).
     #[error("{0}")]
     Inconsistent(String),

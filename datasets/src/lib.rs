@@ -7,6 +7,7 @@
 //! - [`catalog`]: MNIST and Fashion-MNIST by their official file names, read from a directory
 //!   or downloaded into a cache with SHA-256 checks ([`download`]);
 //! - [`npy`]: NPY arrays of any numeric type, as `f32`;
+//! - [`table`]: tables of numbers (CSV with a header, or NPY) as `f64` matrices;
 //! - [`ImageDataSet`]: labelled images as an nnlens [`DataSet`](nnlens_core::DataSet).
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ mod error;
 pub mod idx;
 mod images;
 pub mod npy;
+pub mod table;
 
 pub use catalog::{DatasetSpec, FileSpec, Split, dataset_spec, datasets, load_split};
 pub use error::DatasetError;
