@@ -18,11 +18,37 @@ pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
     parse_npy_f32(&bytes, path)
 }
 
+/// Checks the NPY preamble against the bytes there are: the magic string, a known version and a
+/// header length within the file, before ndarray-npy allocates the header it declares (a 14-byte
+/// file could declare a 4 GiB header).
+fn check_preamble(bytes: &[u8], path: &Path) -> Result<()> {
+    let format = |reason: String| DatasetError::Format { path: path.into(), reason };
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        return Err(format("not a readable NPY array: no NPY magic string and version".into()));
+    }
+    let (start, header_len) = match bytes[6] {
+        1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
+        2 | 3 if bytes.len() >= 12 => {
+            (12, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize)
+        }
+        2 | 3 => return Err(format("not a readable NPY array: truncated preamble".into())),
+        v => return Err(format(format!("not a readable NPY array: unknown version {v}"))),
+    };
+    if header_len > bytes.len() - start {
+        return Err(format(format!(
+            "not a readable NPY array: truncated: the header declares {header_len} bytes, the file holds {}",
+            bytes.len() - start
+        )));
+    }
+    Ok(())
+}
+
 /// Parses the bytes of an `.npy` file as `f32` (see [`read_npy_f32`]).
 ///
 /// # Errors
 /// As [`read_npy_f32`].
 pub fn parse_npy_f32(bytes: &[u8], path: &Path) -> Result<ArrayD<f32>> {
+    check_preamble(bytes, path)?;
     let format = |reason: String| DatasetError::Format { path: path.into(), reason };
     macro_rules! attempt {
         ($t:ty, $conv:expr) => {
@@ -63,6 +89,7 @@ pub fn read_npy_f64(path: &Path) -> Result<ArrayD<f64>> {
 /// # Errors
 /// As [`read_npy_f32`].
 pub fn parse_npy_f64(bytes: &[u8], path: &Path) -> Result<ArrayD<f64>> {
+    check_preamble(bytes, path)?;
     match ArrayD::<f64>::read_npy(bytes) {
         Ok(a) => Ok(a),
         Err(ReadNpyError::WrongDescriptor(_)) => Ok(parse_npy_f32(bytes, path)?.mapv(f64::from)),
@@ -106,6 +133,22 @@ mod tests {
         assert_eq!(got.into_raw_vec_and_offset().0, vec![0.1, -1.0 / 3.0]);
         let u = array![[3u8]];
         assert_eq!(parse_npy_f64(&bytes_of(&u), Path::new("a.npy")).unwrap()[[0, 0]], 3.0);
+    }
+
+    #[test]
+    fn a_header_longer_than_the_file_is_an_error_not_an_allocation() {
+        // Found by the npy fuzz target: version 3 declaring a 2 GiB header in 14 bytes made
+        // ndarray-npy allocate it (out of memory).
+        let bytes = b"\x93NUMPY\x03\x00\x76\x01\x27\x80\x27\x55";
+        for e in [
+            parse_npy_f32(bytes, Path::new("big.npy")).unwrap_err(),
+            parse_npy_f64(bytes, Path::new("big.npy")).unwrap_err(),
+        ] {
+            let e = e.to_string();
+            assert!(e.contains("big.npy") && e.contains("truncated"), "{e}");
+        }
+        let e = parse_npy_f32(b"\x93NUMPY\x07\x00\x00\x00", Path::new("v.npy")).unwrap_err();
+        assert!(e.to_string().contains("version 7"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub fn tensor_dims(t: &TensorProto) -> Result<Vec<usize>, OnnxError> {
 }
 
 fn expected_len(t: &TensorProto) -> Result<usize, OnnxError> {
-    Ok(tensor_dims(t)?.iter().product())
+    tensor_dims(t)?
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| err(t, format!("has dimensions {:?} whose product overflows", t.dims)))
 }
 
 fn check_len<T>(t: &TensorProto, values: Vec<T>) -> Result<Vec<T>, OnnxError> {
@@ -166,6 +169,9 @@ mod tests {
         let mut odd = TensorProto::from_f32("o", &[1], vec![]);
         odd.raw_data = vec![1, 2, 3];
         assert!(float_values(&odd).unwrap_err().to_string().contains("raw_data"));
+        // Dimensions whose product overflows are an error, not an overflow panic.
+        let huge = TensorProto::from_f32("h", &[1 << 40, 1 << 40], vec![1.0]);
+        assert!(float_values(&huge).unwrap_err().to_string().contains("overflows"));
         let mut ext = TensorProto::from_f32("e", &[1], vec![1.0]);
         ext.data_location = 1;
         assert!(float_values(&ext).unwrap_err().to_string().contains("external"));
