@@ -4,9 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::{Array2, ArrayView2, Axis, Ix1, Ix2};
+use ndarray::{Array2, ArrayView2, Axis};
 use nnlens_core::{DataSet as _, RunManifest};
-use nnlens_datasets::npy::read_npy_f64;
 use nnlens_influence::{Influence, InfluenceMetric, Performance, PerformanceMetric, Score, Truth};
 use nnlens_plots::{
     BarChart, ColourScale, LineChart, Series, bar_chart, image_heatmaps, line_chart,
@@ -234,56 +233,15 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
     })
 }
 
-/// An NPY array `[rows]` or `[rows, columns]` as a matrix.
+/// An NPY array `[rows]` or `[rows, columns]` as a matrix (nnlens-datasets' table reader).
 fn read_matrix(path: &Path, what: &str) -> Result<Array2<f64>> {
-    let a = read_npy_f64(path).with_context(|| format!("{what} {}", path.display()))?;
-    match a.ndim() {
-        1 => Ok(a.into_dimensionality::<Ix1>()?.insert_axis(Axis(1))),
-        2 => Ok(a.into_dimensionality::<Ix2>()?),
-        d => bail!("{what} {}: expected [rows] or [rows, columns], got {d} axes", path.display()),
-    }
+    Ok(nnlens_datasets::table::read_matrix(path, what)?)
 }
 
 /// A table of features: NPY [rows, features], or CSV with a header of feature names.
 fn read_table(path: &Path) -> Result<(Array2<f64>, Vec<String>)> {
-    if path.extension().is_some_and(|e| e == "npy") {
-        let x = read_matrix(path, "--table")?;
-        let names = (0..x.ncols()).map(|c| format!("x{c}")).collect();
-        return Ok((x, names));
-    }
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("--table {}", path.display()))?;
-    let names: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
-    let mut values = Vec::new();
-    let mut rows = 0;
-    for (r, record) in reader.records().enumerate() {
-        let record =
-            record.with_context(|| format!("--table {}: row {}", path.display(), r + 1))?;
-        if record.len() != names.len() {
-            bail!(
-                "--table {}: row {} has {} values for {} columns",
-                path.display(),
-                r + 1,
-                record.len(),
-                names.len()
-            );
-        }
-        for (c, v) in record.iter().enumerate() {
-            values.push(v.trim().parse::<f64>().with_context(|| {
-                format!(
-                    "--table {}: row {}, column '{}': '{v}' is not a number",
-                    path.display(),
-                    r + 1,
-                    names[c]
-                )
-            })?);
-        }
-        rows += 1;
-    }
-    if rows == 0 {
-        bail!("--table {}: no rows", path.display());
-    }
-    Ok((Array2::from_shape_vec((rows, names.len()), values)?, names))
+    let table = nnlens_datasets::table::read_table(path, "--table")?;
+    Ok((table.values, table.columns))
 }
 
 /// The features with the largest |influence(+1) - influence(-1)|, for the terminal.
