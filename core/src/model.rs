@@ -86,12 +86,16 @@ pub fn conform_input(x: ArrayD<f32>, input: &InputStructure) -> Result<ArrayD<f3
     }
     // Images must have the input's height and width: 14 x 56 images have the values of 28 x 28
     // ones, but are not images of that size.
-    if let (Some(got), Some(expected)) = (image_size(&sample, sample.len().checked_sub(1)), input_image_size(input))
+    if let (Some(got), Some(expected)) =
+        (image_size(&sample, sample.len().checked_sub(1)), input_image_size(input))
         && got != expected
     {
         return Err(CoreError::Shape {
             what: format!("input '{}'", input.name),
-            expected: format!("images of {} x {} (height x width), as the model takes", expected.0, expected.1),
+            expected: format!(
+                "images of {} x {} (height x width), as the model takes",
+                expected.0, expected.1
+            ),
             got: format!("images of {} x {}", got.0, got.1),
         });
     }
@@ -172,7 +176,9 @@ mod tests {
         assert!(e.contains("784") && e.contains("25"), "{e}");
         // The values of a 28 x 28 image, but 14 x 56: refused by image inputs, whichever their
         // layout; a flat input takes any image of its number of values.
-        for model in [input(&[1, 28, 28], Some(0)), input(&[28, 28, 1], Some(2)), input(&[28, 28], None)] {
+        for model in
+            [input(&[1, 28, 28], Some(0)), input(&[28, 28, 1], Some(2)), input(&[28, 28], None)]
+        {
             let x = Array::<f32, _>::zeros(IxDyn(&[2, 14, 56]));
             let e = conform_input(x, &model).unwrap_err().to_string();
             assert!(e.contains("28 x 28") && e.contains("14 x 56"), "{e}");

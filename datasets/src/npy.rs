@@ -100,6 +100,78 @@ pub fn parse_npy_f64(bytes: &[u8], path: &Path) -> Result<ArrayD<f64>> {
     }
 }
 
+/// Reads an `.npy` file of row numbers (or any other counts) exactly: integers of any width
+/// as they are, floating-point values only when they are whole and below 2^53 (where `f64`
+/// is exact), so that 10^12 is 10^12, not the `f32` nearest to it.
+///
+/// # Errors
+/// As [`read_npy_f32`]; [`DatasetError::Format`] naming the first negative, fractional or
+/// non-finite value and its flat index.
+pub fn read_npy_indices(path: &Path) -> Result<Vec<u64>> {
+    let bytes =
+        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    parse_npy_indices(&bytes, path)
+}
+
+/// Parses the bytes of an `.npy` file of row numbers (see [`read_npy_indices`]).
+///
+/// # Errors
+/// As [`read_npy_indices`].
+pub fn parse_npy_indices(bytes: &[u8], path: &Path) -> Result<Vec<u64>> {
+    let format = |reason: String| DatasetError::Format { path: path.into(), reason };
+    let bad = |i: usize, v: &dyn std::fmt::Display| {
+        format(format!("value {v} at index {i} is not a row number (a whole number >= 0)"))
+    };
+    macro_rules! whole {
+        ($t:ty) => {
+            match ArrayD::<$t>::read_npy(bytes) {
+                Ok(a) => {
+                    return a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| u64::try_from(v).map_err(|_| bad(i, &v)))
+                        .collect();
+                }
+                Err(ReadNpyError::WrongDescriptor(_)) => {}
+                Err(e) => return Err(format(format!("not a readable NPY array: {e}"))),
+            }
+        };
+    }
+    whole!(u64);
+    whole!(i64);
+    whole!(u32);
+    whole!(i32);
+    whole!(u16);
+    whole!(i16);
+    whole!(u8);
+    whole!(i8);
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let floats = match ArrayD::<f64>::read_npy(bytes) {
+        Ok(a) => a,
+        Err(ReadNpyError::WrongDescriptor(_)) => match ArrayD::<f32>::read_npy(bytes) {
+            Ok(a) => a.mapv(f64::from),
+            Err(ReadNpyError::WrongDescriptor(_)) => {
+                return Err(format("NPY element type is not numeric (integers or floats)".into()));
+            }
+            Err(e) => return Err(format(format!("not a readable NPY array: {e}"))),
+        },
+        Err(e) => return Err(format(format!("not a readable NPY array: {e}"))),
+    };
+    floats
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &v)| {
+                if v >= 0.0 && v.fract() == 0.0 && v < EXACT {
+                    Ok(v as u64)
+                } else {
+                    Err(bad(i, &v))
+                }
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +227,31 @@ mod tests {
     fn garbage_is_an_error() {
         let e = parse_npy_f32(b"\x93NUMPY garbage", Path::new("bad.npy")).unwrap_err().to_string();
         assert!(e.contains("bad.npy"), "{e}");
+    }
+
+    #[test]
+    fn indices_are_read_exactly() {
+        let path = Path::new("rows.npy");
+        let npy = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = Vec::new();
+            write(&mut v);
+            v
+        };
+        let big = npy(&|v| array![1_000_000_000_000i64, 0, 7].write_npy(v).unwrap());
+        assert_eq!(parse_npy_indices(&big, path).unwrap(), [1_000_000_000_000, 0, 7]);
+        let small = npy(&|v| array![[3u8, 4], [5, 6]].write_npy(v).unwrap());
+        assert_eq!(parse_npy_indices(&small, path).unwrap(), [3, 4, 5, 6]);
+        let floats = npy(&|v| array![2.0f64, 1e12].write_npy(v).unwrap());
+        assert_eq!(parse_npy_indices(&floats, path).unwrap(), [2, 1_000_000_000_000]);
+        for (bytes, needle) in [
+            (npy(&|v| array![1i32, -4].write_npy(v).unwrap()), "value -4 at index 1"),
+            (npy(&|v| array![1.5f32].write_npy(v).unwrap()), "value 1.5 at index 0"),
+            (npy(&|v| array![f64::NAN].write_npy(v).unwrap()), "NaN"),
+            (npy(&|v| array![1e17f64].write_npy(v).unwrap()), "index 0"),
+            (b"not npy".to_vec(), "rows.npy"),
+        ] {
+            let e = parse_npy_indices(&bytes, path).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("rows.npy"), "{e}");
+        }
     }
 }

@@ -184,7 +184,9 @@ impl TransformationSet {
                     ([r], None) if r.contains("..") => {
                         return Err(spec_error(
                             spec,
-                            format!("the range {r} needs n=K, the number of angles (rotation:{r},n=8)"),
+                            format!(
+                                "the range {r} needs n=K, the number of angles (rotation:{r},n=8)"
+                            ),
                         ));
                     }
                     ([list], None) => values(list)?,
@@ -224,7 +226,9 @@ impl TransformationSet {
                     ([r], None) if r.contains("..") => {
                         return Err(spec_error(
                             spec,
-                            format!("the range {r} needs n=K, the number of scales (scale:{r},n=5)"),
+                            format!(
+                                "the range {r} needs n=K, the number of scales (scale:{r},n=5)"
+                            ),
                         ));
                     }
                     ([list], None) => values(list)?,

@@ -9,8 +9,9 @@
 //! next chunk as it finishes one, on a reused run state of the one optimised plan per set of
 //! layers. The worker that ran a chunk copies its activations into the batch's outputs,
 //! allocated beforehand, so that nothing is joined on one thread afterwards. Every run having
-//! the same shape, an input's activations are bitwise the same on one machine whatever the
-//! batch it came in, its size and the number of workers.
+//! the same shape, a batch's activations are bitwise the same on one machine whatever the
+//! number of workers; an input at another place of a chunk (another batch size) agrees to f32
+//! rounding.
 //!
 //! ## Layers
 //! - every node output with a floating-point type whose first axis follows the batch size is an
@@ -37,8 +38,7 @@ mod graph;
 mod model;
 mod rewrite;
 
-pub use model::{
-CHUNK_ROWS, TractError, TractModel, chunk_ranges};
+pub use model::{CHUNK_ROWS, TractError, TractModel, chunk_ranges};
 
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 

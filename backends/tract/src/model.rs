@@ -95,13 +95,13 @@ pub struct TractModel {
 /// The inputs of every model run: a batch is cut into chunks of exactly this many rows, the
 /// last one padded with zeros (whose outputs are dropped).
 ///
-/// One shape for every run makes a row's activations independent of the batch it came in:
-/// tract picks its matrix kernels by the shapes of the products (a lone input runs a
-/// matrix-vector kernel, a 16-row tile another), and each kernel rounds in its own order, so
-/// with chunks of varying size the same input gave activations that differed in the last bits
-/// from one batch size, thread count or shard to the next. With one shape, every input takes
-/// the same kernels in every run on a machine, and its activations are bitwise the same
-/// whatever the batch size, the number of workers or the other inputs of its batch.
+/// One shape for every run makes a batch's activations independent of the number of workers
+/// (bitwise, on one machine) and of the other inputs of its chunk: tract picks its matrix
+/// kernels by the shapes of the products (a lone input runs a matrix-vector kernel, a 16-row
+/// tile another), and each rounds in its own order, so with chunk sizes that followed the
+/// worker count the same batch gave other last bits on 1 and 2 threads. An input's place in
+/// its chunk still matters in the last bit (a kernel's lanes may sum in different orders), so
+/// other batch sizes agree to f32 rounding, not bitwise.
 ///
 /// Runs of 4 to 64 inputs were about 20% faster per input than runs of 256 on
 /// fashion_cnn.onnx on one thread (the activations of a small run stay in the cache); 8 is
@@ -352,7 +352,11 @@ impl TractModel {
     /// Zeroed outputs for a batch of `batch` inputs, shaped as the plan for chunks of
     /// [`CHUNK_ROWS`] gives each tensor beyond the batch axis (large zeroed allocations cost
     /// nothing until written).
-    fn batch_outputs(&self, batch: usize, tensors: &[String]) -> Result<Vec<ArrayD<f32>>, TractError> {
+    fn batch_outputs(
+        &self,
+        batch: usize,
+        tensors: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, TractError> {
         let rows = CHUNK_ROWS;
         let plan = self.plan(rows, tensors)?;
         (0..tensors.len())

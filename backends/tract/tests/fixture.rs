@@ -77,11 +77,13 @@ fn subsets_batches_and_tensor_names_agree() {
     }
 }
 
-/// Every model run has the shape of one chunk, so an input's activations are bitwise the
-/// same whatever batch it comes in, the batch's size, its other inputs and the number of
-/// workers (on one machine: another processor's kernels round differently).
+/// Every model run has the shape of one chunk of 8: the number of workers changes nothing, bitwise
+/// (on one machine). An input at another place of a chunk may take another kernel lane whose
+/// f32 sums are in another order (seen on the Fashion-MNIST CNN's dense layers: places 2 and 3
+/// of every 4 differ in the last bit), so rows alone or in other batches agree to the rounding
+/// of the fixture's few-term dot products on values of at most 1: 1e-6 is about 8 eps.
 #[test]
-fn an_input_gets_bitwise_the_same_activations_in_any_batch_and_on_any_workers() {
+fn an_input_gets_the_same_activations_in_any_batch_and_bitwise_on_any_workers() {
     let with = |threads: usize| {
         let options = BackendOptions { threads: Some(threads) };
         TractModel::from_bytes(&fixture_bytes(), "fixture.onnx", &options).unwrap()
@@ -92,22 +94,29 @@ fn an_input_gets_bitwise_the_same_activations_in_any_batch_and_on_any_workers() 
     let layers = ["conv", "probs", "conv"];
     let reference = one.predict(x.view(), Some(&layers)).unwrap();
     assert_eq!(reference.names(), layers);
+    let close = |a: ndarray::ArrayViewD<'_, f32>, b: ndarray::ArrayViewD<'_, f32>, what: &str| {
+        assert_eq!(a.shape(), b.shape());
+        let worst = a.iter().zip(b.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-6, "{what}: {worst}");
+    };
     // Each row alone, and in batches of other sizes that put it at other places of its chunk
     // (rows on chunk edges and in the padded last chunk among them).
     for b in [0, 7, 8, 12, 13, 100, 199, 200, 202] {
         let row = x.slice(ndarray::s![b..b + 1, .., .., ..]).to_owned().into_dyn();
         let alone = one.predict(row.view(), Some(&layers)).unwrap();
         for (a, r) in alone.values().iter().zip(reference.values()) {
-            assert_eq!(a.index_axis(ndarray::Axis(0), 0), r.index_axis(ndarray::Axis(0), b));
+            close(a.index_axis(ndarray::Axis(0), 0), r.index_axis(ndarray::Axis(0), b), "alone");
         }
         let from = b.saturating_sub(3);
         let window = x.slice(ndarray::s![from..b + 1, .., .., ..]).to_owned().into_dyn();
         let got = one.predict(window.view(), Some(&layers)).unwrap();
         for (g, r) in got.values().iter().zip(reference.values()) {
-            assert_eq!(g.index_axis(ndarray::Axis(0), b - from), r.index_axis(ndarray::Axis(0), b));
+            let (g, r) =
+                (g.index_axis(ndarray::Axis(0), b - from), r.index_axis(ndarray::Axis(0), b));
+            close(g, r, "window");
         }
     }
-    // The same inputs among other ones: rows 0..50 shuffled in with new images.
+    // The same inputs among other ones, at the same places of their chunks: bitwise.
     let others = images(97).mapv(|v| 1.0 - v);
     let mixed = ndarray::concatenate(
         ndarray::Axis(0),
@@ -116,15 +125,16 @@ fn an_input_gets_bitwise_the_same_activations_in_any_batch_and_on_any_workers() 
     .unwrap();
     let got = one.predict(mixed.view().into_dyn(), Some(&layers)).unwrap();
     for (g, r) in got.values().iter().zip(reference.values()) {
-        assert_eq!(g.slice_axis(ndarray::Axis(0), (40..90).into()), r.slice_axis(ndarray::Axis(0), (0..50).into()));
+        assert_eq!(
+            g.slice_axis(ndarray::Axis(0), (40..90).into()),
+            r.slice_axis(ndarray::Axis(0), (0..50).into())
+        );
     }
     // Called from rayon workers (a measure that runs its own chunks in parallel), the
     // chunks run on the caller's thread: the same activations.
     let two = with(2);
-    let nested: Vec<_> = (0..4)
-        .into_par_iter()
-        .map(|_| two.predict(x.view(), Some(&layers)).unwrap())
-        .collect();
+    let nested: Vec<_> =
+        (0..4).into_par_iter().map(|_| two.predict(x.view(), Some(&layers)).unwrap()).collect();
     for got in nested {
         assert_eq!(got.values(), reference.values());
     }
