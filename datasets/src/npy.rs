@@ -118,6 +118,7 @@ pub fn read_npy_indices(path: &Path) -> Result<Vec<u64>> {
 /// # Errors
 /// As [`read_npy_indices`].
 pub fn parse_npy_indices(bytes: &[u8], path: &Path) -> Result<Vec<u64>> {
+    check_preamble(bytes, path)?;
     let format = |reason: String| DatasetError::Format { path: path.into(), reason };
     let bad = |i: usize, v: &dyn std::fmt::Display| {
         format(format!("value {v} at index {i} is not a row number (a whole number >= 0)"))
@@ -215,6 +216,7 @@ mod tests {
         for e in [
             parse_npy_f32(bytes, Path::new("big.npy")).unwrap_err(),
             parse_npy_f64(bytes, Path::new("big.npy")).unwrap_err(),
+            parse_npy_indices(bytes, Path::new("big.npy")).unwrap_err(),
         ] {
             let e = e.to_string();
             assert!(e.contains("big.npy") && e.contains("truncated"), "{e}");
