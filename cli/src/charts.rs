@@ -1,29 +1,32 @@
 //! The plots of each result, in PNG and SVG.
 
-use std::path::Path;
-
 use anyhow::Result;
 use nnlens_invariance::{AnalyzerRow, Convention, MeasureResult};
 use nnlens_linearity::LinearityResult;
 use nnlens_plots::{
-    BarChart, ColourScale, Heatmap, Scatter, bar_chart, heatmap, histograms, scatter,
+    BarChart, ColourScale, Heatmap, Output, Scatter, bar_chart, heatmap, histograms, scatter,
 };
 
-/// Draws `name.png` and `name.svg` with `draw`.
+use crate::atomic::OutDir;
+
+/// Draws `name.png` and `name.svg` with `draw` and stages them in `out`.
 pub(crate) fn both(
-    out: &Path,
+    out: &mut OutDir,
     name: &str,
-    draw: impl Fn(&Path) -> Result<(), nnlens_plots::PlotError>,
+    draw: impl Fn(Output<'_>) -> Result<(), nnlens_plots::PlotError>,
 ) -> Result<()> {
     for ext in ["png", "svg"] {
-        draw(&out.join(format!("{name}.{ext}")))?;
+        let file = format!("{name}.{ext}");
+        let mut bytes = Vec::new();
+        draw(Output::bytes(&out.dir().join(&file), &mut bytes))?;
+        out.bytes(&file, &bytes)?;
     }
     Ok(())
 }
 
 /// A measure's plots: the value of every layer (bar chart), and for feature layers the value
 /// of every feature map (heatmap, one row per layer).
-pub fn measure_charts(out: &Path, result: &MeasureResult) -> Result<()> {
+pub fn measure_charts(out: &mut OutDir, result: &MeasureResult) -> Result<()> {
     let rule = match result.convention {
         Convention::Tmeasures => "mean of finite values",
         Convention::Seed => "mean",
@@ -57,7 +60,7 @@ pub fn measure_charts(out: &Path, result: &MeasureResult) -> Result<()> {
 }
 
 /// The Analyzer's scatter plot: the measure against the accuracy, one point per group.
-pub fn analysis_chart(out: &Path, measure: &str, rows: &[AnalyzerRow]) -> Result<()> {
+pub fn analysis_chart(out: &mut OutDir, measure: &str, rows: &[AnalyzerRow]) -> Result<()> {
     let plot = Scatter {
         title: format!("{measure} vs accuracy per transformation group"),
         x_label: measure.to_string(),
@@ -74,7 +77,7 @@ pub fn analysis_chart(out: &Path, measure: &str, rows: &[AnalyzerRow]) -> Result
 /// highlighted, as the seed's figure), and at the output layer (else the last one measured)
 /// the mean L of every class and each class's histogram.
 pub fn linearity_charts(
-    out: &Path,
+    out: &mut OutDir,
     summary: &LinearityResult,
     output: &str,
     classes: &[String],

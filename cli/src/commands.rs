@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ndarray::{ArrayD, Axis};
+use ndarray_npy::WriteNpyExt;
 use nnlens_core::{Evaluation, LayerStructure, RunManifest, conform_input};
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
@@ -12,6 +13,7 @@ use nnlens_datasets::{Split, dataset_spec};
 use rand::SeedableRng;
 use serde_json::json;
 
+use crate::atomic::{MANIFEST, OutDir};
 use crate::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
 use crate::output::{print_json, print_table, progress, write_json};
 use crate::{
@@ -265,13 +267,12 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     m.timings_s.insert("predict".into(), t0.elapsed().as_secs_f64());
     let doc = json!({ "manifest": m, "result": summary });
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut dir = OutDir::create(out)?;
         for (s, a) in summary.iter().zip(&arrays) {
-            let path = out.join(&s.file);
-            ndarray_npy::write_npy(&path, a)
-                .with_context(|| format!("writing {}", path.display()))?;
+            dir.write(&s.file, |w| Ok(a.write_npy(w)?))?;
         }
-        write_json(out, "result.json", &doc)?;
+        dir.manifest(MANIFEST, &doc)?;
+        dir.commit()?;
     }
     match cli.format {
         Format::Json => print_json(&doc),
@@ -390,18 +391,15 @@ fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
     } else {
         dataset_spec(&args.data.dataset)?.files(split)
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut dir = OutDir::create(&args.out)?;
     for (file, array) in [(image_file, images), (label_file, labels)] {
-        let path = args.out.join(file.name);
-        std::fs::write(&path, gzip(&array.to_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        dir.bytes(file.name, &gzip(&array.to_bytes()))?;
     }
-    write_json(
-        &args.out,
+    dir.manifest(
         "sample.json",
         &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }),
     )?;
+    dir.commit()?;
     if cli.format == Format::Table {
         crate::out!("wrote {} of {} samples to {}", args.count, n, args.out.display());
     }

@@ -12,9 +12,10 @@ use nnlens_plots::{
 };
 use serde_json::json;
 
+use crate::atomic::{MANIFEST, OutDir};
 use crate::charts::both;
 use crate::inputs::{load_data, load_model};
-use crate::output::{print_json, print_table, progress, write_json};
+use crate::output::{print_json, print_table, progress};
 use crate::{Cli, Format, RunArgs};
 
 /// The features, predictions and truth of a run, and how to draw them.
@@ -54,6 +55,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     });
     let t = Instant::now();
     let bar = progress(1, &args.metric, cli.quiet);
+    let mut dir = args.out.as_deref().map(OutDir::create).transpose()?;
     let (doc_result, summary) = if performance {
         let metric = PerformanceMetric::from_json(&parameters)?;
         let truth = match (&inputs.labels, &inputs.values) {
@@ -68,16 +70,16 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
             metric.score,
         )?;
         let summary = performance_summary(&result, &inputs);
-        if let Some(out) = &args.out {
-            performance_files(out, &result, &inputs)?;
+        if let Some(dir) = &mut dir {
+            performance_files(dir, &result, &inputs)?;
         }
         (serde_json::to_value(&result)?, summary)
     } else {
         let metric = InfluenceMetric::from_json(&parameters)?;
         let result = metric.explainer().influence(inputs.x.view(), inputs.y_pred.view())?;
         let summary = influence_summary(&result, &inputs);
-        if let Some(out) = &args.out {
-            influence_files(out, &result, &inputs)?;
+        if let Some(dir) = &mut dir {
+            influence_files(dir, &result, &inputs)?;
         }
         (serde_json::to_value(&result)?, summary)
     };
@@ -94,8 +96,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
             "explanation": doc_result,
         },
     });
-    if let Some(out) = &args.out {
-        write_json(out, "result.json", &doc)?;
+    if let Some(mut dir) = dir {
+        dir.manifest(MANIFEST, &doc)?;
+        dir.commit()?;
     }
     match cli.format {
         Format::Json => print_json(&doc),
@@ -301,28 +304,26 @@ fn performance_summary(result: &Performance, inputs: &Inputs) -> (String, Vec<Ve
     (head, rows)
 }
 
-fn influence_files(out: &Path, result: &Influence, inputs: &Inputs) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Inputs) -> Result<()> {
     let taus = result.projection.taus.clone().unwrap_or_default();
-    let path = out.join("influence.csv");
-    let mut w =
-        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(["tau", "feature", "class", "influence", "low", "high"])?;
-    for ((t, f, c), v) in result.values.indexed_iter() {
-        let (low, high) = match &result.bands {
-            Some(b) => (b.low[[t, f, c]].to_string(), b.high[[t, f, c]].to_string()),
-            None => (String::new(), String::new()),
-        };
-        w.write_record([
-            taus.get(t).map_or(t.to_string(), |x| x.to_string()),
-            inputs.features[f].clone(),
-            inputs.classes[c].clone(),
-            v.to_string(),
-            low,
-            high,
-        ])?;
-    }
-    w.flush()?;
+    out.csv("influence.csv", |w| {
+        w.write_record(["tau", "feature", "class", "influence", "low", "high"])?;
+        for ((t, f, c), v) in result.values.indexed_iter() {
+            let (low, high) = match &result.bands {
+                Some(b) => (b.low[[t, f, c]].to_string(), b.high[[t, f, c]].to_string()),
+                None => (String::new(), String::new()),
+            };
+            w.write_record([
+                taus.get(t).map_or(t.to_string(), |x| x.to_string()),
+                inputs.features[f].clone(),
+                inputs.classes[c].clone(),
+                v.to_string(),
+                low,
+                high,
+            ])?;
+        }
+        Ok(())
+    })?;
     let (lo, hi) = (0, taus.len().saturating_sub(1));
     match inputs.image {
         Some((h, w)) => {
@@ -383,27 +384,25 @@ fn influence_files(out: &Path, result: &Influence, inputs: &Inputs) -> Result<()
     }
 }
 
-fn performance_files(out: &Path, result: &Performance, inputs: &Inputs) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+fn performance_files(out: &mut OutDir, result: &Performance, inputs: &Inputs) -> Result<()> {
     let taus = result.projection.taus.clone().unwrap_or_default();
-    let path = out.join("performance.csv");
-    let mut w =
-        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(["tau", "feature", "score", "low", "high"])?;
-    for ((t, f), v) in result.values.indexed_iter() {
-        let (low, high) = match &result.bands {
-            Some(b) => (b.low[[t, f]].to_string(), b.high[[t, f]].to_string()),
-            None => (String::new(), String::new()),
-        };
-        w.write_record([
-            taus.get(t).map_or(t.to_string(), |x| x.to_string()),
-            inputs.features[f].clone(),
-            v.to_string(),
-            low,
-            high,
-        ])?;
-    }
-    w.flush()?;
+    out.csv("performance.csv", |w| {
+        w.write_record(["tau", "feature", "score", "low", "high"])?;
+        for ((t, f), v) in result.values.indexed_iter() {
+            let (low, high) = match &result.bands {
+                Some(b) => (b.low[[t, f]].to_string(), b.high[[t, f]].to_string()),
+                None => (String::new(), String::new()),
+            };
+            w.write_record([
+                taus.get(t).map_or(t.to_string(), |x| x.to_string()),
+                inputs.features[f].clone(),
+                v.to_string(),
+                low,
+                high,
+            ])?;
+        }
+        Ok(())
+    })?;
     let name = match result.score {
         Score::Accuracy => "accuracy",
         Score::LogLoss => "log loss",

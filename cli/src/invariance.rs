@@ -16,8 +16,9 @@ use nnlens_transforms::{
 };
 use serde_json::json;
 
+use crate::atomic::{MANIFEST, OutDir};
 use crate::inputs::{load_data, load_model};
-use crate::output::{print_json, print_table, progress, write_json};
+use crate::output::{print_json, print_table, progress};
 use crate::{AnalyzeArgs, Cli, Format, Interp, RunArgs, charts};
 
 /// Samples used when `--samples` is not given.
@@ -286,55 +287,58 @@ fn print_result(result: &MeasureResult) {
     }
 }
 
-/// Writes result.json, layers.csv, features.csv and the plots of a measure into `out`.
+/// Writes result.json, layers.csv, features.csv and the plots of a measure into `out`,
+/// atomically (see [`crate::atomic`]).
 pub fn write_result_files(
     out: &Path,
     doc: &serde_json::Value,
     result: &MeasureResult,
 ) -> Result<()> {
-    write_json(out, "result.json", doc)?;
-    let mut csv = csv::Writer::from_path(out.join("layers.csv"))
-        .with_context(|| format!("writing {}", out.join("layers.csv").display()))?;
-    csv.write_record([
-        "layer",
-        "value",
-        "values",
-        "features",
-        "numerator_mean",
-        "denominator_mean",
-    ])?;
-    for l in &result.layers {
-        let mean = |v: &Option<Vec<f64>>| {
-            v.as_ref().map_or(String::new(), |v| nnlens_invariance::plain_mean(v).to_string())
-        };
+    let mut dir = OutDir::create(out)?;
+    dir.manifest(MANIFEST, doc)?;
+    dir.csv("layers.csv", |csv| {
         csv.write_record([
-            l.name.clone(),
-            l.value.to_string(),
-            l.values.len().to_string(),
-            l.features.as_ref().map_or(0, Vec::len).to_string(),
-            mean(&l.numerator),
-            mean(&l.denominator),
+            "layer",
+            "value",
+            "values",
+            "features",
+            "numerator_mean",
+            "denominator_mean",
         ])?;
-    }
-    csv.write_record([
-        "total".to_string(),
-        result.total.to_string(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    ])?;
-    csv.flush()?;
-    let mut csv = csv::Writer::from_path(out.join("features.csv"))
-        .with_context(|| format!("writing {}", out.join("features.csv").display()))?;
-    csv.write_record(["layer", "feature", "value"])?;
-    for l in &result.layers {
-        for (f, v) in l.features.iter().flatten().enumerate() {
-            csv.write_record([l.name.clone(), f.to_string(), v.to_string()])?;
+        for l in &result.layers {
+            let mean = |v: &Option<Vec<f64>>| {
+                v.as_ref().map_or(String::new(), |v| nnlens_invariance::plain_mean(v).to_string())
+            };
+            csv.write_record([
+                l.name.clone(),
+                l.value.to_string(),
+                l.values.len().to_string(),
+                l.features.as_ref().map_or(0, Vec::len).to_string(),
+                mean(&l.numerator),
+                mean(&l.denominator),
+            ])?;
         }
-    }
-    csv.flush()?;
-    charts::measure_charts(out, result)
+        csv.write_record([
+            "total".to_string(),
+            result.total.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ])?;
+        Ok(())
+    })?;
+    dir.csv("features.csv", |csv| {
+        csv.write_record(["layer", "feature", "value"])?;
+        for l in &result.layers {
+            for (f, v) in l.features.iter().flatten().enumerate() {
+                csv.write_record([l.name.clone(), f.to_string(), v.to_string()])?;
+            }
+        }
+        Ok(())
+    })?;
+    charts::measure_charts(&mut dir, result)?;
+    dir.commit()
 }
 
 /// `nnlens analyze`.
@@ -376,8 +380,10 @@ pub fn analyze(cli: &Cli, args: &AnalyzeArgs) -> Result<()> {
         "result": { "measure": spec.kind.name(), "n": args.n, "groups": rows },
     });
     if let Some(out) = &args.out {
-        write_json(out, "result.json", &doc)?;
-        write_analysis_files(out, spec.kind.name(), &rows)?;
+        let mut dir = OutDir::create(out)?;
+        dir.manifest(MANIFEST, &doc)?;
+        write_analysis_files(&mut dir, spec.kind.name(), &rows)?;
+        dir.commit()?;
     }
     match cli.format {
         Format::Json => print_json(&doc),
@@ -400,22 +406,21 @@ pub fn analyze(cli: &Cli, args: &AnalyzeArgs) -> Result<()> {
     }
 }
 
-/// analysis.csv and the scatter plot of an Analyzer run.
-pub fn write_analysis_files(out: &Path, measure: &str, rows: &[AnalyzerRow]) -> Result<()> {
-    let path = out.join("analysis.csv");
-    let mut csv =
-        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
-    csv.write_record(["group", "transformations", "measure", "accuracy", "loss"])?;
-    for r in rows {
-        csv.write_record([
-            r.group.to_string(),
-            r.transformations.to_string(),
-            r.measure.to_string(),
-            r.accuracy.to_string(),
-            r.loss.to_string(),
-        ])?;
-    }
-    csv.flush()?;
+/// analysis.csv and the scatter plot of an Analyzer run, staged in `out`.
+pub fn write_analysis_files(out: &mut OutDir, measure: &str, rows: &[AnalyzerRow]) -> Result<()> {
+    out.csv("analysis.csv", |csv| {
+        csv.write_record(["group", "transformations", "measure", "accuracy", "loss"])?;
+        for r in rows {
+            csv.write_record([
+                r.group.to_string(),
+                r.transformations.to_string(),
+                r.measure.to_string(),
+                r.accuracy.to_string(),
+                r.loss.to_string(),
+            ])?;
+        }
+        Ok(())
+    })?;
     charts::analysis_chart(out, measure, rows)
 }
 
@@ -426,22 +431,25 @@ pub fn plot(dir: &Path, out: Option<&PathBuf>) -> Result<()> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let out = out.map_or(dir, PathBuf::as_path);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut out = OutDir::create(out.map_or(dir, PathBuf::as_path))?;
     let result = &doc["result"];
     if result["metric"] == "linearity" {
-        return crate::linearity::plot(result, out, &path);
+        crate::linearity::plot(result, &mut out, &path)?;
+        return out.commit();
     }
     if result["metric"] == "similarity" {
-        return crate::similarity::plot(result, out, &path);
+        crate::similarity::plot(result, &mut out, &path)?;
+        return out.commit();
     }
     if let Some(groups) = result.get("groups") {
         let rows: Vec<AnalyzerRow> = serde_json::from_value(groups.clone())
             .with_context(|| format!("{}: not an analysis result", path.display()))?;
         let measure = result["measure"].as_str().unwrap_or("measure");
-        return charts::analysis_chart(out, measure, &rows);
+        charts::analysis_chart(&mut out, measure, &rows)?;
+        return out.commit();
     }
     let measure: MeasureResult = serde_json::from_value(result.clone())
         .with_context(|| format!("{}: not a measure result", path.display()))?;
-    charts::measure_charts(out, &measure)
+    charts::measure_charts(&mut out, &measure)?;
+    out.commit()
 }

@@ -16,8 +16,9 @@ use nnlens_linearity::{
 use rand::SeedableRng;
 use serde_json::json;
 
+use crate::atomic::{MANIFEST, OutDir};
 use crate::inputs::{LoadedData, load_data, load_model};
-use crate::output::{print_json, print_table, progress, write_json};
+use crate::output::{print_json, print_table, progress};
 use crate::{Cli, Format, LinearityArgs, RunArgs, charts};
 
 /// Instances measured when neither `--instances`, `--per-class` nor `--indices` is given (the
@@ -92,9 +93,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         },
     });
     if let Some(out) = &args.out {
-        write_json(out, "result.json", &doc)?;
-        write_csv(out, &state, &summary)?;
-        charts::linearity_charts(out, &summary, &output, &classes)?;
+        let mut dir = OutDir::create(out)?;
+        dir.manifest(MANIFEST, &doc)?;
+        write_csv(&mut dir, &state, &summary)?;
+        charts::linearity_charts(&mut dir, &summary, &output, &classes)?;
+        dir.commit()?;
     }
     match cli.format {
         Format::Json => print_json(&doc),
@@ -338,49 +341,50 @@ fn summary_cells(s: &nnlens_linearity::Summary) -> Vec<String> {
 const SUMMARY_HEADER: [&str; 9] =
     ["mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"];
 
-fn write_csv(out: &Path, state: &LinearityState, summary: &LinearityResult) -> Result<()> {
-    let csv_path = |name: &str| out.join(name);
-    let open = |name: &str| {
-        csv::Writer::from_path(csv_path(name))
-            .with_context(|| format!("writing {}", csv_path(name).display()))
-    };
-    let mut w = open("instances.csv")?;
-    let mut header = vec!["index".to_string(), "label".to_string()];
-    header.extend(state.layers.iter().map(|l| l.name.clone()));
-    w.write_record(&header)?;
-    for i in 0..state.len() {
-        let mut row = vec![
-            state.indices[i].to_string(),
-            state.labels.as_ref().map_or(String::new(), |l| l[i].to_string()),
-        ];
-        row.extend(state.values.iter().map(|v| format!("{}", v[i])));
-        w.write_record(&row)?;
-    }
-    w.flush()?;
-    let mut w = open("layers.csv")?;
-    let mut header = vec!["layer", "model_type", "count"];
-    header.extend(SUMMARY_HEADER);
-    w.write_record(&header)?;
-    for l in &summary.layers {
-        let mut row =
-            vec![l.name.clone(), model_type_name(l.model_type).into(), l.summary.count.to_string()];
-        row.extend(summary_cells(&l.summary));
-        w.write_record(&row)?;
-    }
-    w.flush()?;
-    let mut w = open("classes.csv")?;
-    let mut header = vec!["layer", "class", "count"];
-    header.extend(SUMMARY_HEADER);
-    w.write_record(&header)?;
-    for l in &summary.layers {
-        for c in &l.classes {
-            let mut row = vec![l.name.clone(), c.class.to_string(), c.summary.count.to_string()];
-            row.extend(summary_cells(&c.summary));
+fn write_csv(out: &mut OutDir, state: &LinearityState, summary: &LinearityResult) -> Result<()> {
+    out.csv("instances.csv", |w| {
+        let mut header = vec!["index".to_string(), "label".to_string()];
+        header.extend(state.layers.iter().map(|l| l.name.clone()));
+        w.write_record(&header)?;
+        for i in 0..state.len() {
+            let mut row = vec![
+                state.indices[i].to_string(),
+                state.labels.as_ref().map_or(String::new(), |l| l[i].to_string()),
+            ];
+            row.extend(state.values.iter().map(|v| format!("{}", v[i])));
             w.write_record(&row)?;
         }
-    }
-    w.flush()?;
-    Ok(())
+        Ok(())
+    })?;
+    out.csv("layers.csv", |w| {
+        let mut header = vec!["layer", "model_type", "count"];
+        header.extend(SUMMARY_HEADER);
+        w.write_record(&header)?;
+        for l in &summary.layers {
+            let mut row = vec![
+                l.name.clone(),
+                model_type_name(l.model_type).into(),
+                l.summary.count.to_string(),
+            ];
+            row.extend(summary_cells(&l.summary));
+            w.write_record(&row)?;
+        }
+        Ok(())
+    })?;
+    out.csv("classes.csv", |w| {
+        let mut header = vec!["layer", "class", "count"];
+        header.extend(SUMMARY_HEADER);
+        w.write_record(&header)?;
+        for l in &summary.layers {
+            for c in &l.classes {
+                let mut row =
+                    vec![l.name.clone(), c.class.to_string(), c.summary.count.to_string()];
+                row.extend(summary_cells(&c.summary));
+                w.write_record(&row)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn model_type_name(t: ModelType) -> &'static str {
@@ -436,7 +440,7 @@ fn print_summary(summary: &LinearityResult, output: &str, classes: &[String]) {
 }
 
 /// Redraws the plots of a saved linearity result.
-pub fn plot(result: &serde_json::Value, out: &Path, path: &Path) -> Result<()> {
+pub fn plot(result: &serde_json::Value, out: &mut OutDir, path: &Path) -> Result<()> {
     let summary: LinearityResult = serde_json::from_value(result["summary"].clone())
         .with_context(|| format!("{}: not a linearity result", path.display()))?;
     let output = result["output_layer"].as_str().unwrap_or_default();

@@ -4,6 +4,7 @@
 //! the libraries' registries, runs them, and writes results.
 
 mod assets;
+mod atomic;
 mod bench;
 mod charts;
 mod commands;
@@ -523,6 +524,7 @@ fn main() -> ExitCode {
     nnlens_plugins::link();
     let cli = Cli::parse();
     output::init_logging(cli.verbose, cli.quiet);
+    atomic::install_interrupt_handler();
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

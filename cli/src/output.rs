@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -79,12 +79,12 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Writes `value` as pretty JSON to `dir/name`, creating `dir`.
+/// Writes `value` as pretty JSON to `dir/name` (creating `dir`) as the manifest of a result
+/// with no other file, atomically (see [`crate::atomic`]).
 pub fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(name);
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    let mut out = crate::atomic::OutDir::create(dir)?;
+    out.manifest(name, value)?;
+    out.commit()
 }
 
 /// Prints `value` as pretty JSON on stdout.

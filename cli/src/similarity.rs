@@ -15,9 +15,10 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::atomic::{MANIFEST, OutDir};
 use crate::charts::both;
 use crate::inputs::{LoadedData, load_data};
-use crate::output::{print_json, print_table, write_json};
+use crate::output::{print_json, print_table};
 use crate::{Cli, Format, RunArgs, assets};
 
 /// Instances explained when neither `--instances` nor `--indices` is given (the seed's).
@@ -334,9 +335,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     });
     if let Some(out) = &args.out {
         let t = Instant::now();
-        write_json(out, "result.json", &doc)?;
-        write_csv(out, &doc)?;
-        draw(out, &figures)?;
+        let mut dir = OutDir::create(out)?;
+        dir.manifest(MANIFEST, &doc)?;
+        write_csv(&mut dir, &doc)?;
+        draw(&mut dir, &figures)?;
+        dir.commit()?;
         tracing::info!(out = %out.display(), seconds = t.elapsed().as_secs_f64(), "wrote the result files");
     }
     tracing::info!(seconds = t0.elapsed().as_secs_f64(), "similarity done");
@@ -358,7 +361,7 @@ fn image_size(shape: &[usize]) -> (usize, usize) {
     }
 }
 
-fn write_csv(out: &Path, doc: &serde_json::Value) -> Result<()> {
+fn write_csv(out: &mut OutDir, doc: &serde_json::Value) -> Result<()> {
     let result = &doc["result"];
     let explanation: Explanation = serde_json::from_value(result["explanation"].clone())?;
     let ids = |key: &str, field: &str| -> Vec<usize> {
@@ -370,35 +373,33 @@ fn write_csv(out: &Path, doc: &serde_json::Value) -> Result<()> {
         ids("reference", "labels"),
         ids("reference", "predictions"),
     );
-    let path = out.join("scores.csv");
-    let mut w =
-        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record([
-        "instance",
-        "instance_row",
-        "rank",
-        "reference",
-        "reference_row",
-        "reference_label",
-        "reference_prediction",
-        "score",
-    ])?;
-    for (i, order) in explanation.ordered_indices.iter().enumerate() {
-        for (rank, &j) in order.iter().enumerate() {
-            w.write_record([
-                i.to_string(),
-                rows[i].to_string(),
-                (rank + 1).to_string(),
-                j.to_string(),
-                ref_rows[j].to_string(),
-                ref_labels[j].to_string(),
-                ref_preds[j].to_string(),
-                format!("{:e}", explanation.scores[i][j]),
-            ])?;
+    out.csv("scores.csv", |w| {
+        w.write_record([
+            "instance",
+            "instance_row",
+            "rank",
+            "reference",
+            "reference_row",
+            "reference_label",
+            "reference_prediction",
+            "score",
+        ])?;
+        for (i, order) in explanation.ordered_indices.iter().enumerate() {
+            for (rank, &j) in order.iter().enumerate() {
+                w.write_record([
+                    i.to_string(),
+                    rows[i].to_string(),
+                    (rank + 1).to_string(),
+                    j.to_string(),
+                    ref_rows[j].to_string(),
+                    ref_labels[j].to_string(),
+                    ref_preds[j].to_string(),
+                    format!("{:e}", explanation.scores[i][j]),
+                ])?;
+            }
         }
-    }
-    w.flush()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 fn ordinal(n: usize) -> String {
@@ -451,8 +452,7 @@ fn grid(figures: &Figures, which: &[Vec<Shown>], most: bool) -> ImageTable {
 
 /// The seed's figures: each instance with its most (and least) similar reference images, and
 /// per instance the mean score of each class of the reference set, by label and by prediction.
-fn draw(out: &Path, figures: &Figures) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+fn draw(out: &mut OutDir, figures: &Figures) -> Result<()> {
     both(out, "most_similar", |p| image_table(p, &grid(figures, &figures.most_similar, true)))?;
     both(out, "least_similar", |p| image_table(p, &grid(figures, &figures.least_similar, false)))?;
     for (i, inst) in figures.instances.iter().enumerate() {
@@ -516,7 +516,7 @@ fn print_summary(figures: &Figures, fit: &FitReport, explain_s: f64) {
 }
 
 /// Redraws the plots of a saved similarity result.
-pub fn plot(result: &serde_json::Value, out: &Path, path: &Path) -> Result<()> {
+pub fn plot(result: &serde_json::Value, out: &mut OutDir, path: &Path) -> Result<()> {
     let figures: Figures = serde_json::from_value(result["figures"].clone())
         .with_context(|| format!("{}: not a similarity result", path.display()))?;
     draw(out, &figures)

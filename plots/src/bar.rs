@@ -1,7 +1,5 @@
 //! Bar charts.
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -10,7 +8,7 @@ use crate::PlotError;
 use crate::common::{
     BAR_COLOUR, HIGHLIGHT_COLOUR, draw_note, finite_bounds, fmt_num, padded, text, truncate,
 };
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 
 /// A bar chart: one bar per category, written by [`bar_chart`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,11 +26,11 @@ pub struct BarChart {
     pub highlight: Option<usize>,
 }
 
-/// Draws `chart` to `path` (`.png` or `.svg`, 1000x600 pixels).
+/// Draws `chart` to `output` (`.png` or `.svg`, 1000x600 pixels).
 ///
 /// The y axis spans zero and every finite value, with a margin. Fails when `labels` and
 /// `values` differ in length, on an unknown extension, or when the file cannot be written.
-pub fn bar_chart(path: &Path, chart: &BarChart) -> Result<(), PlotError> {
+pub fn bar_chart<'a>(output: impl Into<Output<'a>>, chart: &BarChart) -> Result<(), PlotError> {
     let check = if chart.labels.len() == chart.values.len() {
         Ok(())
     } else {
@@ -42,7 +40,7 @@ pub fn bar_chart(path: &Path, chart: &BarChart) -> Result<(), PlotError> {
             chart.values.len()
         ))
     };
-    render(path, check, chart)
+    render(output, check, chart)
 }
 
 /// Longest category label, in characters, before it is cut.

@@ -1,13 +1,11 @@
 //! Heatmaps: labelled rows of cells, and grids of small images.
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::common::{NON_FINITE_COLOUR, Scale, draw_colour_bar, draw_note, text, truncate};
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 use crate::{ColourScale, PlotError};
 
 /// A heatmap: one row of coloured cells per label, written by [`heatmap`].
@@ -24,23 +22,23 @@ pub struct Heatmap {
     pub scale: ColourScale,
 }
 
-/// Draws `map` to `path` (`.png` or `.svg`), with a colour bar showing the range of values.
+/// Draws `map` to `output` (`.png` or `.svg`), with a colour bar showing the range of values.
 ///
 /// The figure is 1000 pixels wide and at least 600 high (taller for many rows). Fails on an
 /// unknown extension or when the file cannot be written.
-pub fn heatmap(path: &Path, map: &Heatmap) -> Result<(), PlotError> {
-    render(path, Ok(()), map)
+pub fn heatmap<'a>(output: impl Into<Output<'a>>, map: &Heatmap) -> Result<(), PlotError> {
+    render(output, Ok(()), map)
 }
 
 /// Draws `panels` as a grid of small `height` x `width` images (five per row), each titled
-/// with its name and stored row-major (`values[row * width + column]`), to `path`.
+/// with its name and stored row-major (`values[row * width + column]`), to `output`.
 ///
 /// All panels share one colour scale (symmetric around zero for
 /// [`ColourScale::Diverging`]), shown by a single colour bar; non-finite values are grey.
 /// Fails when `height` or `width` is zero or a panel does not hold `height * width` values,
 /// on an unknown extension, or when the file cannot be written.
-pub fn image_heatmaps(
-    path: &Path,
+pub fn image_heatmaps<'a>(
+    output: impl Into<Output<'a>>,
     title: &str,
     panels: &[(String, Vec<f64>)],
     height: usize,
@@ -48,7 +46,7 @@ pub fn image_heatmaps(
     scale: ColourScale,
 ) -> Result<(), PlotError> {
     let grid = ImageGrid { title, panels, height, width, scale };
-    render(path, grid.check(), &grid)
+    render(output, grid.check(), &grid)
 }
 
 /// Room on the right of a figure for the colour bar and its labels, in pixels.

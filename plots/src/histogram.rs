@@ -1,13 +1,11 @@
 //! Grids of histograms.
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::PlotError;
 use crate::common::{BAR_COLOUR, draw_note, finite_bounds, fmt_num, padded, text, truncate};
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 
 /// Most bins a histogram may have.
 const MAX_BINS: usize = 10_000;
@@ -15,13 +13,13 @@ const MAX_BINS: usize = 10_000;
 const PANELS_PER_ROW: usize = 5;
 
 /// Draws one histogram of `bins` equal-width bins per `(name, values)` panel, in a grid of up
-/// to five per row under `title`, to `path` (`.png` or `.svg`).
+/// to five per row under `title`, to `output` (`.png` or `.svg`).
 ///
 /// Each histogram spans the finite values of its panel (non-finite ones are ignored) and is
 /// titled with its name. Fails when `bins` is 0 or above 10 000, on an unknown extension,
 /// or when the file cannot be written.
-pub fn histograms(
-    path: &Path,
+pub fn histograms<'a>(
+    output: impl Into<Output<'a>>,
     title: &str,
     panels: &[(String, Vec<f64>)],
     bins: usize,
@@ -31,7 +29,7 @@ pub fn histograms(
     } else {
         Err(format!("a histogram needs between 1 and {MAX_BINS} bins, got {bins}"))
     };
-    render(path, check, &Histograms { title, panels, bins })
+    render(output, check, &Histograms { title, panels, bins })
 }
 
 /// The figure drawn by [`histograms`].

@@ -1,7 +1,9 @@
 //! PNG and SVG charts of nnlens results, drawn in pure Rust with [`plotters`].
 //!
-//! Each function writes one figure to a path whose extension picks the format: `.png`
-//! (rasterised in memory, encoded with the `image` crate) or `.svg`. Text uses an embedded
+//! Each function writes one figure to an [`Output`]: a path whose extension picks the format,
+//! `.png` (rasterised in memory, encoded with the `image` crate) or `.svg`, written atomically
+//! (a temporary file beside it, renamed into place); or, with [`Output::bytes`], a buffer, so
+//! that the caller decides where the bytes go. Text uses an embedded
 //! DejaVu Sans, so no system font is needed. Inputs may hold NaN, infinities, a single value
 //! or nothing at all: the figures then show what they can (with a note where nothing is
 //! left to draw) instead of panicking.
@@ -32,6 +34,7 @@ pub use bar::{BarChart, bar_chart};
 pub use heatmap::{Heatmap, heatmap, image_heatmaps};
 pub use histogram::histograms;
 pub use lines::{LineChart, Series, line_chart};
+pub use render::Output;
 pub use scatter::{Scatter, scatter};
 pub use table::{ImageCell, ImageTable, image_table};
 

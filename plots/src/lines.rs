@@ -1,13 +1,11 @@
 //! Line charts with optional confidence bands.
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::PlotError;
 use crate::common::{draw_note, finite_bounds, padded, text, xy_chart};
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 
 /// One curve of a [`LineChart`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,11 +31,11 @@ pub struct LineChart {
     pub series: Vec<Series>,
 }
 
-/// Draws `chart` to `path` (`.png` or `.svg`, 1000x600 pixels): one coloured line per series
+/// Draws `chart` to `output` (`.png` or `.svg`, 1000x600 pixels): one coloured line per series
 /// with its band shaded, and a legend. With no finite point the axes are drawn empty with a
 /// note. Fails on an unknown extension or when the file cannot be written.
-pub fn line_chart(path: &Path, chart: &LineChart) -> Result<(), PlotError> {
-    render(path, Ok(()), chart)
+pub fn line_chart<'a>(output: impl Into<Output<'a>>, chart: &LineChart) -> Result<(), PlotError> {
+    render(output, Ok(()), chart)
 }
 
 impl Figure for LineChart {

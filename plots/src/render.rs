@@ -1,8 +1,8 @@
 //! Output formats, the embedded font and the shared rendering driver.
 
 use std::error::Error;
-use std::io::Cursor;
-use std::path::Path;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ab_glyph::FontRef;
@@ -59,13 +59,80 @@ fn font_ready() -> bool {
     *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok())
 }
 
+/// Where a figure goes: a file, written atomically, or a buffer the caller writes where it
+/// wants. Every chart function takes `impl Into<Output>`, so a `&Path` still means a file.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// The file at this path, whose extension picks the format. The figure is written to a
+    /// temporary file beside it (`.nnlens-tmp-<pid>-<name>`), flushed to disk and renamed
+    /// into place, so the path never holds a partly written figure.
+    File(&'a Path),
+    /// The encoded figure appended to `buffer`, in the format picked by the extension of
+    /// `name` (which also names the figure in errors); nothing is written to disk.
+    Bytes {
+        /// Picks the format (`.png` or `.svg`) and names the figure in errors.
+        name: &'a Path,
+        /// Receives the PNG or SVG bytes.
+        buffer: &'a mut Vec<u8>,
+    },
+}
+
+impl<'a> Output<'a> {
+    /// The figure's bytes appended to `buffer`, in the format of `name`'s extension.
+    pub fn bytes(name: &'a Path, buffer: &'a mut Vec<u8>) -> Self {
+        Output::Bytes { name, buffer }
+    }
+
+    /// The path that picks the format and names the figure in errors.
+    fn path(&self) -> &Path {
+        match self {
+            Output::File(path) | Output::Bytes { name: path, .. } => path,
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for Output<'a> {
+    fn from(path: &'a Path) -> Self {
+        Output::File(path)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for Output<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        Output::File(path)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed and
+/// synced, then renamed over `path` (removed again if anything fails).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
+    })?;
+    let mut temp_name = std::ffi::OsString::from(format!(".nnlens-tmp-{}-", std::process::id()));
+    temp_name.push(name);
+    let temp = path.with_file_name(temp_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
 /// Checks the extension, then validates the input with `check` (whose message becomes
-/// [`PlotError::InvalidInput`]), then draws `figure` and writes it to `path`.
-pub(crate) fn render(
-    path: &Path,
+/// [`PlotError::InvalidInput`]), then draws `figure` and sends it to `output`.
+pub(crate) fn render<'a>(
+    output: impl Into<Output<'a>>,
     check: Result<(), String>,
     figure: &impl Figure,
 ) -> Result<(), PlotError> {
+    let output = output.into();
+    let path = output.path();
     let format = format_of(path)?;
     let invalid = |message: String| PlotError::InvalidInput { path: path.to_path_buf(), message };
     check.map_err(invalid)?;
@@ -105,7 +172,14 @@ pub(crate) fn render(
             svg.into_bytes()
         }
     };
-    std::fs::write(path, bytes).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+    match output {
+        Output::File(path) => write_atomically(path, &bytes)
+            .map_err(|source| PlotError::Io { path: path.to_path_buf(), source }),
+        Output::Bytes { buffer, .. } => {
+            buffer.extend_from_slice(&bytes);
+            Ok(())
+        }
+    }
 }
 
 fn draw_and_present<DB>(figure: &impl Figure, root: &DrawingArea<DB, Shift>) -> DrawResult

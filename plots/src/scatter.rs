@@ -1,14 +1,12 @@
 //! Scatter plots.
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::PlotError;
 use crate::common::{draw_note, finite_bounds, padded, text, xy_chart};
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 
 /// A scatter plot of annotated points, written by [`scatter`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,14 +22,14 @@ pub struct Scatter {
     pub points: Vec<(f64, f64, String)>,
 }
 
-/// Draws `plot` to `path` (`.png` or `.svg`, 1000x600 pixels) as red circles with their
+/// Draws `plot` to `output` (`.png` or `.svg`, 1000x600 pixels) as red circles with their
 /// annotations.
 ///
 /// Axis ranges follow the finite points, with a margin; a single point or equal coordinates
 /// get a padded range, and with no finite point at all the axes are drawn empty with a note.
 /// Fails on an unknown extension or when the file cannot be written.
-pub fn scatter(path: &Path, plot: &Scatter) -> Result<(), PlotError> {
-    render(path, Ok(()), plot)
+pub fn scatter<'a>(output: impl Into<Output<'a>>, plot: &Scatter) -> Result<(), PlotError> {
+    render(output, Ok(()), plot)
 }
 
 impl Figure for Scatter {

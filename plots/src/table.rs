@@ -1,15 +1,13 @@
 //! A table of grey images: rows of captioned images under column titles (an instance and the
 //! examples that explain it, say).
 
-use std::path::Path;
-
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::PlotError;
 use crate::common::{NON_FINITE_COLOUR, finite_bounds, text, truncate};
-use crate::render::{DrawResult, Figure, render};
+use crate::render::{DrawResult, Figure, Output, render};
 
 /// One image of an [`ImageTable`] with the lines written under it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,13 +38,13 @@ pub struct ImageTable {
     pub range: Option<(f64, f64)>,
 }
 
-/// Draws `table` to `path` (`.png` or `.svg`).
+/// Draws `table` to `output` (`.png` or `.svg`).
 ///
 /// Every image is drawn 112 pixels on its longest side, in grey from black (the low end of the
 /// range) to white. Fails when `height` or `width` is zero, an image does not hold
 /// `height * width` values, on an unknown extension, or when the file cannot be written.
-pub fn image_table(path: &Path, table: &ImageTable) -> Result<(), PlotError> {
-    render(path, table.check(), table)
+pub fn image_table<'a>(output: impl Into<Output<'a>>, table: &ImageTable) -> Result<(), PlotError> {
+    render(output, table.check(), table)
 }
 
 /// Longest side of a drawn image, in pixels.
