@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use nnlens_plots::{
-    BarChart, ColourScale, Heatmap, PlotError, Scatter, bar_chart, heatmap, histograms,
+    BarChart, ColourScale, Heatmap, Output, PlotError, Scatter, bar_chart, heatmap, histograms,
     image_heatmaps, scatter,
 };
 
@@ -339,4 +339,29 @@ fn unwritable_path_is_an_error_naming_the_path() {
             assert!(err.to_string().contains(&path.display().to_string()), "{err}");
         }
     }
+}
+
+#[test]
+fn bytes_are_what_the_file_holds_and_a_file_is_written_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = bars(vec![1.0, 2.0]);
+    for name in ["b.png", "b.svg"] {
+        let path = dir.path().join(name);
+        let mut bytes = Vec::new();
+        bar_chart(Output::bytes(&path, &mut bytes), &chart).unwrap();
+        assert!(!path.exists(), "bytes only: nothing written");
+        std::fs::write(&path, "an old figure").unwrap();
+        bar_chart(&path, &chart).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b.png", "b.svg"], "no temporary file left");
+    let mut bytes = Vec::new();
+    let err = bar_chart(Output::bytes(Path::new("b.pdf"), &mut bytes), &chart).unwrap_err();
+    assert!(matches!(err, PlotError::UnknownFormat { .. }), "{err}");
+    assert!(bytes.is_empty());
 }
