@@ -34,8 +34,14 @@ pub fn load_model_from(
     let options = BackendOptions { threads };
     let (model, artifact) = match path {
         Some(path) => {
+            if path.is_dir() {
+                bail!(
+                    "--model {} is a directory; give the model file (.onnx) itself",
+                    path.display()
+                );
+            }
             if !path.is_file() {
-                bail!("model file {} does not exist", path.display());
+                bail!("--model {} does not exist", path.display());
             }
             let model = (entry.load)(path, &options)?;
             (model, artifact(path)?)
@@ -102,8 +108,14 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
         let spec = dataset_spec(&args.dataset)?;
         let source = match &args.data_dir {
             Some(dir) => {
+                if dir.is_file() {
+                    bail!(
+                        "--data-dir {} is a file; give the directory that holds the dataset's files",
+                        dir.display()
+                    );
+                }
                 if !dir.is_dir() {
-                    bail!("data directory {} does not exist", dir.display());
+                    bail!("--data-dir {} does not exist", dir.display());
                 }
                 Source::Dir(dir.clone())
             }

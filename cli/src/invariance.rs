@@ -431,8 +431,14 @@ pub fn plot(dir: &Path, out: Option<&PathBuf>) -> Result<()> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(result) = doc.get("result").filter(|r| r.is_object()) else {
+        bail!(
+            "{} is not a result nnlens wrote (no \"result\" object); give a directory that \
+             `nnlens run` or `nnlens analyze` wrote with --out",
+            path.display()
+        );
+    };
     let mut out = OutDir::create(out.map_or(dir, PathBuf::as_path))?;
-    let result = &doc["result"];
     if result["metric"] == "linearity" {
         crate::linearity::plot(result, &mut out, &path)?;
         return out.commit();

@@ -152,24 +152,36 @@ fn select_instances(
 /// Rows from `1,5,9`, or from a file: NPY of integers, or text with one row per line.
 pub(crate) fn read_indices(spec: &str) -> Result<Vec<usize>> {
     let path = Path::new(spec);
-    let values: Vec<f64> = if path.is_file() {
+    // Whole numbers, read as integers (a float would round 10^12 to another row).
+    let row = |s: &str, what: &dyn Fn() -> String| -> Result<u64> {
+        s.parse::<u64>()
+            .ok()
+            .or_else(|| {
+                // `3.0` is a row too; `2.5`, `-1` and `1e30` are not.
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|v| *v >= 0.0 && v.fract() == 0.0 && *v < 9e15)
+                    .map(|v| v as u64)
+            })
+            .with_context(|| format!("{}: '{s}' is not a row number (a whole number >= 0)", what()))
+    };
+    let values: Vec<u64> = if path.is_file() {
         if spec.ends_with(".npy") {
-            read_npy_f64(path)?.iter().copied().collect()
+            nnlens_datasets::npy::read_npy_indices(path).context("--indices")?
         } else {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+                .with_context(|| format!("--indices: reading {}", path.display()))?;
             text.split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<f64>()
-                        .with_context(|| format!("{}: '{s}' is not a row", path.display()))
-                })
+                .map(|s| row(s, &|| format!("--indices {}", path.display())))
                 .collect::<Result<_>>()?
         }
+    } else if path.is_dir() {
+        bail!("--indices {spec} is a directory, not a file of row numbers");
     } else {
         spec.split(',')
             .map(|s| {
-                s.trim().parse::<f64>().with_context(|| {
+                row(s.trim(), &|| {
                     format!("--indices '{spec}' is neither a file nor comma-separated rows")
                 })
             })
@@ -177,13 +189,7 @@ pub(crate) fn read_indices(spec: &str) -> Result<Vec<usize>> {
     };
     values
         .into_iter()
-        .map(|v| {
-            if v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
-                Ok(v as usize)
-            } else {
-                bail!("--indices: {v} is not a row number")
-            }
-        })
+        .map(|v| usize::try_from(v).with_context(|| format!("--indices: {v} is not a row number")))
         .collect()
 }
 

@@ -338,7 +338,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub backend: Vec<String>,
     /// Worker threads of each backend (default: each backend's own, all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Inputs per model call.
     #[arg(long, default_value_t = 256)]
@@ -384,7 +384,7 @@ pub struct ModelArgs {
     pub backend: String,
     /// Worker threads of the backend (default: all cores). tract splits each batch across
     /// them.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
 }
 
@@ -490,6 +490,18 @@ pub struct SampleArgs {
     pub out: PathBuf,
 }
 
+/// `--threads`: a number of at least 1.
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err(
+            "0 threads cannot run anything; give at least 1, or leave --threads out for all cores"
+                .into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a number of threads")),
+    }
+}
+
 /// Keeps freed memory in the process. Every block of activations is tens of MB, allocated and
 /// freed once per block; glibc's defaults hand such allocations back to the kernel at every
 /// free, and faulting the pages in again took a quarter of the time of `nnlens run nvi`
@@ -518,19 +530,95 @@ fn single_threaded_candle_pool() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// One line of an error and its causes, each cause once: a library error that names its
+/// source in its message (`cannot read x.onnx: No such file`) is not followed by the source
+/// again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// A usage error of clap on one line, as every other error (clap's own spans several: the
+/// error, the usage, a hint), with a pointer to `--help`.
+fn usage_error(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.trim_start_matches("error: "));
+        }
+    }
+    format!("error: {} (see --help)", parts.join(" "))
+}
+
+/// Whether standard output is open. Rust's runtime reopens a closed standard descriptor on
+/// `/dev/null` before `main` (read-write), so `nnlens metrics >&-` would succeed and print
+/// nothing. A shell's `> /dev/null` opens it write-only, so a read-write `/dev/null` on
+/// descriptor 1 is taken for a closed one.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn stdout_is_open() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(1, libc::F_GETFL) };
+    if flags == -1 {
+        return false;
+    }
+    if flags & libc::O_ACCMODE != libc::O_RDWR {
+        return true;
+    }
+    let (Ok(out), Ok(null)) = (std::fs::metadata("/dev/stdout"), std::fs::metadata("/dev/null"))
+    else {
+        return true;
+    };
+    out.rdev() != null.rdev()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn stdout_is_open() -> bool {
+    true
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
     single_threaded_candle_pool();
     nnlens_plugins::link();
-    let cli = Cli::parse();
+    if !stdout_is_open() {
+        eprintln!(
+            "error: standard output is closed; nnlens prints its results there (redirect it to a file or /dev/null)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", usage_error(&e));
+            return ExitCode::from(2);
+        }
+        // --help and --version.
+        Err(e) => {
+            crate::out!("{}", e.render().to_string().trim_end());
+            return ExitCode::SUCCESS;
+        }
+    };
     output::init_logging(cli.verbose, cli.quiet);
     atomic::install_interrupt_handler();
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes.
-            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": ").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
