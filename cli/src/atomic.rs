@@ -48,6 +48,17 @@ fn unregister(live: &mut Vec<PathBuf>, path: &Path) {
     live.retain(|p| p != path);
 }
 
+/// Lists `path`, a temporary file written outside an [`OutDir`], for removal on Ctrl-C
+/// (until [`forget_temp`]).
+pub fn track_temp(path: &Path) {
+    live().push(path.to_path_buf());
+}
+
+/// Takes `path` off the list of [`track_temp`].
+pub fn forget_temp(path: &Path) {
+    unregister(&mut live(), path);
+}
+
 /// Installs the Ctrl-C handler: it removes the live temporary files, prints one line on
 /// stderr and exits with status 130. Nothing else needs to poll for the interruption.
 pub fn install_interrupt_handler() {
@@ -57,7 +68,7 @@ pub fn install_interrupt_handler() {
         for path in live.iter() {
             let _ = std::fs::remove_file(path);
         }
-        eprintln!("error: interrupted; no result written");
+        eprintln!("error: interrupted (Ctrl-C); its unfinished files are removed");
         std::process::exit(130);
     });
     if let Err(e) = installed {

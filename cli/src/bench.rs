@@ -185,7 +185,12 @@ struct TempModel {
 impl TempModel {
     fn write(bytes: &[u8]) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("nnlens-bench-{}.onnx", std::process::id()));
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::atomic::track_temp(&path);
+        if let Err(e) = std::fs::write(&path, bytes) {
+            let _ = std::fs::remove_file(&path);
+            crate::atomic::forget_temp(&path);
+            return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        }
         Ok(Self { path })
     }
 }
@@ -193,6 +198,7 @@ impl TempModel {
 impl Drop for TempModel {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        crate::atomic::forget_temp(&self.path);
     }
 }
 
