@@ -7,14 +7,17 @@ use ndarray_npy::{ReadNpyError, ReadNpyExt};
 
 use crate::{DatasetError, Result};
 
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })
+}
+
 /// Reads an `.npy` file of `f32`, `f64`, signed or unsigned integers or booleans, as `f32`.
 ///
 /// # Errors
 /// [`DatasetError::Io`] when the file cannot be read, [`DatasetError::Format`] when it is not an
 /// NPY file of a numeric type.
 pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
-    let bytes =
-        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    let bytes = read_file(path)?;
     parse_npy_f32(&bytes, path)
 }
 
@@ -79,8 +82,7 @@ pub fn parse_npy_f32(bytes: &[u8], path: &Path) -> Result<ArrayD<f32>> {
 /// # Errors
 /// As [`read_npy_f32`].
 pub fn read_npy_f64(path: &Path) -> Result<ArrayD<f64>> {
-    let bytes =
-        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    let bytes = read_file(path)?;
     parse_npy_f64(&bytes, path)
 }
 
@@ -108,8 +110,7 @@ pub fn parse_npy_f64(bytes: &[u8], path: &Path) -> Result<ArrayD<f64>> {
 /// As [`read_npy_f32`]; [`DatasetError::Format`] naming the first negative, fractional or
 /// non-finite value and its flat index.
 pub fn read_npy_indices(path: &Path) -> Result<Vec<u64>> {
-    let bytes =
-        std::fs::read(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+    let bytes = read_file(path)?;
     parse_npy_indices(&bytes, path)
 }
 

@@ -500,15 +500,20 @@ impl LayerState {
                         added?;
                     }
                 }
-                if self.columns.is_some() {
+                let mut bad = false;
+                if let Some(cols) = self.columns.as_mut() {
                     for (j, &c) in columns.iter().enumerate() {
-                        let cols = self.columns.as_mut().expect("checked above");
-                        let added = cols[c].add_batch(a.slice(s![.., j, ..]));
-                        if let Err(nnlens_core::CoreError::NonFinite { .. }) = added {
-                            return Err(non_finite(self));
+                        match cols[c].add_batch(a.slice(s![.., j, ..])) {
+                            Err(nnlens_core::CoreError::NonFinite { .. }) => {
+                                bad = true;
+                                break;
+                            }
+                            other => other?,
                         }
-                        added?;
                     }
+                }
+                if bad {
+                    return Err(non_finite(self));
                 }
             }
             Work::Distance(_) => {
