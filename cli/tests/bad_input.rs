@@ -85,6 +85,15 @@ fn fails_naming(args: &[&str], needles: &[&str]) -> String {
     stderr
 }
 
+/// The bytes of an NPY file of `a`.
+fn npy<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
+    a: &ndarray::Array<A, D>,
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    ndarray_npy::WriteNpyExt::write_npy(a, &mut bytes).unwrap();
+    bytes
+}
+
 /// Whether `dir` holds a result (its result.json) or any file at all.
 fn holds_anything(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
@@ -256,12 +265,8 @@ fn zero_and_huge_counts() {
         assert!(!holds_anything(&out), "{args:?} wrote into --out");
     }
     // An NPY file of row numbers is read as integers: 10^12 stays 10^12.
-    let rows = f.path("rows.npy");
-    let mut bytes = Vec::new();
-    ndarray_npy::WriteNpyExt::write_npy(&ndarray::array![3i64, 1_000_000_000_000], &mut bytes)
-        .unwrap();
-    std::fs::write(&rows, bytes).unwrap();
-    fails_naming(&["run", "linearity", "--indices", rows.to_str().unwrap()], &["1000000000000"]);
+    let rows = f.write("rows.npy", &npy(&ndarray::array![3i64, 1_000_000_000_000]));
+    fails_naming(&["run", "linearity", "--indices", &rows], &["1000000000000"]);
 }
 
 #[test]
@@ -319,9 +324,7 @@ fn bad_activation_and_offset_files() {
     let missing = f.path("missing.npy");
     let empty = f.write("empty.npy", b"");
     let corrupt = f.write("corrupt.npy", b"\x93NUMPY\x01\x00garbage");
-    let mut good = Vec::new();
-    ndarray_npy::WriteNpyExt::write_npy(&ndarray::Array3::<f32>::zeros((4, 3, 5)), &mut good)
-        .unwrap();
+    let good = npy(&ndarray::Array3::<f32>::zeros((4, 3, 5)));
     let truncated = f.write("truncated.npy", &good[..good.len() - 7]);
     for path in [missing.to_str().unwrap(), &empty, &corrupt, &truncated] {
         let name = Path::new(path).file_name().unwrap().to_str().unwrap();
@@ -331,9 +334,7 @@ fn bad_activation_and_offset_files() {
     // An activation array with NaN: the layer (the file's stem) and the sample are named.
     let mut a = ndarray::Array3::<f32>::zeros((4, 3, 5));
     a[[2, 1, 3]] = f32::NAN;
-    let mut bytes = Vec::new();
-    ndarray_npy::WriteNpyExt::write_npy(&a, &mut bytes).unwrap();
-    let nan = f.write("dense_9.npy", &bytes);
+    let nan = f.write("dense_9.npy", &npy(&a));
     fails_naming(&["run", "nvi", "--activations", &nan], &["dense_9.npy", "[2, 1, 3]", "NaN"]);
 }
 

@@ -386,6 +386,15 @@ macro_rules! with_values {
     };
 }
 
+/// Whether [`Moments::add_batch`] took its batch: `false` when it refused a NaN or infinite
+/// value (the caller names it), its other errors as they are.
+fn accepted(added: nnlens_core::Result<()>) -> Result<bool> {
+    match added {
+        Err(nnlens_core::CoreError::NonFinite { .. }) => Ok(false),
+        other => Ok(other.map(|()| true)?),
+    }
+}
+
 /// `[rows, columns, ...act]` as `[rows, columns, activations]` (a view when contiguous).
 fn as_3d<'a, T: Clone>(
     a: &'a ArrayViewD<'a, T>,
@@ -493,27 +502,16 @@ impl LayerState {
             Work::Moments => {
                 if self.row_std.is_some() {
                     for i in 0..self.chunk.rows {
-                        let added = self.chunk.moments[i].add_batch(a.slice(s![i, .., ..]));
-                        if let Err(nnlens_core::CoreError::NonFinite { .. }) = added {
+                        if !accepted(self.chunk.moments[i].add_batch(a.slice(s![i, .., ..])))? {
                             return Err(non_finite(self));
                         }
-                        added?;
                     }
                 }
-                let mut bad = false;
-                if let Some(cols) = self.columns.as_mut() {
-                    for (j, &c) in columns.iter().enumerate() {
-                        match cols[c].add_batch(a.slice(s![.., j, ..])) {
-                            Err(nnlens_core::CoreError::NonFinite { .. }) => {
-                                bad = true;
-                                break;
-                            }
-                            other => other?,
-                        }
+                for (j, &c) in columns.iter().enumerate() {
+                    let Some(cols) = self.columns.as_mut() else { break };
+                    if !accepted(cols[c].add_batch(a.slice(s![.., j, ..])))? {
+                        return Err(non_finite(self));
                     }
-                }
-                if bad {
-                    return Err(non_finite(self));
                 }
             }
             Work::Distance(_) => {
