@@ -17,7 +17,7 @@
 //!   kept by element-wise operators; for the model input it is guessed from the shape (a last axis
 //!   of at most 4 beside spatial axes larger than 4 is a channel axis, and likewise a first one);
 //! - the model's output is the last graph output that is a vector per sample (class scores),
-//!   else the first floating-point graph output, else the last layer.
+//!   else the first graph output that is an activation, else the last layer.
 
 use std::collections::HashMap;
 
@@ -471,8 +471,8 @@ pub fn build_layers(
         })
         .collect();
     // The model's output: the last graph output that is a vector per sample (class scores;
-    // files that export every layer list the final one last), else the first floating-point
-    // graph output, else the last layer.
+    // files that export every layer list the final one last), else the first graph output
+    // that is an activation, else the last layer.
     let output_layers: Vec<usize> = graph
         .outputs
         .iter()

@@ -9,6 +9,7 @@
 //! | [`float_values`], [`int_values`], [`tensor_dims`] | the values of a tensor, whichever field holds them |
 //! | [`read_graph`], [`build_layers`] | the layer rules: which tensors are layers, their names, order and channel axes |
 //! | [`lower_unsupported`] | rewrites of operators into standard ones (`ai.onnx.ml` `Scaler`), so backends see one graph |
+//! | [`lowerings`], [`apply_lowerings`] | the same rewrites for a backend that holds the graph in messages of its own (tract) |
 //!
 //! ## Layers
 //! - every node output with a floating-point type whose first axis follows the batch size is an
@@ -20,7 +21,7 @@
 //!   output) or else the last one computed (the layer's output);
 //! - layers come in evaluation order, an `Identity`/`Dropout` alias right after what it copies;
 //! - the model's output is the last graph output that is a vector per sample (class scores),
-//!   else the first floating-point graph output;
+//!   else the first graph output that is an activation, else the last layer;
 //! - the channel axis is axis 1 of what convolutions, poolings and normalisations read and write
 //!   (ONNX is NCHW), follows `Transpose` permutations (so tf2onnx's channels-last outputs are
 //!   channels-last) and is kept by element-wise operators. The model input's channel axis is
@@ -42,7 +43,7 @@ pub use graph::{
     GraphInfo, Layers, TensorFact, TensorInfo, build_layers, guess_sample_channel_axis,
     layer_name_of, read_graph,
 };
-pub use rewrite::{INTERNAL_MARK, lower_unsupported};
+pub use rewrite::{INTERNAL_MARK, Lowering, apply_lowerings, lower_unsupported, lowerings};
 pub use tensor::{float_values, int_values, tensor_dims};
 
 /// Errors of reading ONNX bytes.

@@ -23,8 +23,8 @@
 //!   last one computed (the layer's output);
 //! - layers come in evaluation order, an `Identity`/`Dropout` alias right after what it copies;
 //! - the model's output is the last graph output that is a vector per sample (class scores),
-//!   else the first floating-point graph output, else the last layer (the rules of
-//!   `nnlens_onnx`, which every ONNX backend shares);
+//!   else the first graph output that is an activation (floating-point, with a batch axis),
+//!   else the last layer (the rules of `nnlens_onnx`, which every ONNX backend shares);
 //! - the channel axis is axis 1 of what convolutions, poolings and normalisations read and write
 //!   (ONNX is NCHW), follows `Transpose` permutations (so tf2onnx's channels-last outputs are
 //!   channels-last) and is kept by element-wise operators. The model input's channel axis is
@@ -36,7 +36,6 @@
 
 mod graph;
 mod model;
-mod rewrite;
 
 pub use model::{CHUNK_ROWS, TractError, TractModel, chunk_ranges};
 

@@ -9,8 +9,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Slice};
 use tract_onnx::prelude::*;
 
-use crate::graph::{GraphInfo, read_graph};
-use nnlens_onnx::{TensorFact, build_layers};
+use nnlens_onnx::{GraphInfo, TensorFact, build_layers, read_graph};
 
 /// Errors of the tract backend.
 #[derive(Debug, thiserror::Error)]
@@ -148,11 +147,14 @@ impl TractModel {
         let mut proto: pb::ModelProto = onnx
             .proto_model_for_read(&mut &*bytes)
             .map_err(|e| invalid(format!("cannot decode the protobuf ({})", chain(&e))))?;
-        let rewritten = crate::rewrite::lower_unsupported(&mut proto).map_err(invalid)?;
+        // The model is decoded once, by tract: the layer rules read a copy of what they need.
+        let mut ours = crate::graph::to_ours(&proto);
+        let rewritten = crate::graph::lower_unsupported(&mut proto, &mut ours).map_err(invalid)?;
         if !rewritten.is_empty() {
             tracing::debug!(?rewritten, "lowered operators tract lacks");
         }
-        let graph = read_graph(&proto).map_err(invalid)?;
+        let graph = read_graph(&ours).map_err(invalid)?;
+        drop(ours);
         let input = graph.input_structure().map_err(invalid)?;
         let input_type = if input.dtype == "f64" { InputType::F64 } else { InputType::F32 };
         let sample = input.shape.clone();
