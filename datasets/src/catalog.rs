@@ -6,17 +6,10 @@ use std::str::FromStr;
 use nnlens_core::ArtifactRef;
 use sha2::{Digest, Sha256};
 
+use crate::download::{fetch_file, sha256_file};
+pub use crate::files::FileSpec;
 use crate::idx::read_idx;
 use crate::{DatasetError, ImageDataSet, PixelScale, Result};
-
-/// A file of a dataset: its official name and SHA-256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileSpec {
-    /// The official file name (`train-images-idx3-ubyte.gz`).
-    pub name: &'static str,
-    /// SHA-256 of the official file, hex.
-    pub sha256: &'static str,
-}
 
 /// A dataset of labelled images distributed as four IDX files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +188,7 @@ pub fn artifact(path: &Path) -> Result<ArtifactRef> {
     let bytes = std::fs::metadata(path)
         .map_err(|source| DatasetError::Io { path: path.into(), source })?
         .len();
-    Ok(ArtifactRef {
-        path: path.display().to_string(),
-        sha256: crate::download::sha256_file(path)?,
-        bytes,
-    })
+    Ok(ArtifactRef { path: path.display().to_string(), sha256: sha256_file(path)?, bytes })
 }
 
 /// SHA-256 and size of content held in memory (an embedded asset), under `label`.
@@ -244,10 +233,7 @@ pub fn load_split(
         Source::Dir(dir) => (find_in_dir(dir, &images_file)?, find_in_dir(dir, &labels_file)?),
         Source::Cache { dir, mirrors } => {
             let dir = dir.join(spec.name);
-            (
-                crate::download::fetch_file(&images_file, mirrors, &dir)?,
-                crate::download::fetch_file(&labels_file, mirrors, &dir)?,
-            )
+            (fetch_file(&images_file, mirrors, &dir)?, fetch_file(&labels_file, mirrors, &dir)?)
         }
     };
     let images = read_idx(&images_path)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::FileSpec;
+use crate::files::FileSpec;
 use crate::{DatasetError, Result};
 
 /// No dataset file nnlens fetches is larger than this.

@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod download;
 mod error;
+mod files;
 pub mod idx;
 mod images;
 pub mod npy;

@@ -21,15 +21,17 @@
 #![warn(missing_docs)]
 
 mod error;
+mod layer;
 mod measure;
 mod perturb;
 mod range;
 mod result;
 
 pub use error::{LinearityError, Result};
+pub use layer::{LOG_EPSILON, LayerSpec, ModelType};
 pub use measure::{
-    Aggregation, Execution, Instances, LOG_EPSILON, LayerSpec, LinearitySpec, Method, ModelType,
-    flatten_rows, is_probability_vector, measure,
+    Aggregation, Execution, Instances, LinearitySpec, Method, flatten_rows, is_probability_vector,
+    measure,
 };
 pub use perturb::{GridSampler, InstanceId, KnnIndex, KnnSampler, OffsetSampler, Perturbations};
 pub use range::FeatureRange;

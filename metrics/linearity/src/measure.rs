@@ -9,43 +9,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LinearityError, Result, invalid};
+use crate::layer::{LayerSpec, ModelType};
 use crate::perturb::{InstanceId, Perturbations};
 use crate::result::LinearityState;
-
-/// The additive constant of the classifier transform `log(p + 1e-10)` (alibi's).
-pub const LOG_EPSILON: f64 = 1e-10;
-
-/// How the output of a layer is compared: alibi's `model_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelType {
-    /// The output is a probability vector; it is compared as `log(p + 1e-10)` (natural log).
-    Classifier,
-    /// The output is compared as it is.
-    Regressor,
-}
-
-impl ModelType {
-    /// The transform `g` applied to every output value before the norm.
-    #[inline]
-    pub fn apply(self, v: f32) -> f64 {
-        match self {
-            ModelType::Classifier => (f64::from(v) + LOG_EPSILON).ln(),
-            ModelType::Regressor => f64::from(v),
-        }
-    }
-}
-
-impl std::str::FromStr for ModelType {
-    type Err = LinearityError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "classifier" => Ok(ModelType::Classifier),
-            "regressor" => Ok(ModelType::Regressor),
-            _ => Err(invalid!("unknown model type '{s}'; use classifier or regressor")),
-        }
-    }
-}
 
 /// How the samples are superposed: alibi's `agg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,15 +58,6 @@ impl std::str::FromStr for Method {
             _ => Err(invalid!("unknown method '{s}'; use grid, knn or offsets")),
         }
     }
-}
-
-/// A layer to measure and how its output is compared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerSpec {
-    /// The layer's name (or tensor name).
-    pub name: String,
-    /// Classifier or regressor.
-    pub model_type: ModelType,
 }
 
 /// The parameters of a linearity run (the `linearity` metric): alibi's, with its defaults

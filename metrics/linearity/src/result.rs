@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, invalid};
-use crate::measure::{LayerSpec, ModelType};
+use crate::layer::{LayerSpec, ModelType};
 
 /// What a linearity run measured: one value per layer and instance. The state of a shard of a
 /// run: [`Self::merge`] joins shards (the values are per instance, so merging is exact).
