@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Defaults: the Fashion-MNIST CNN and the 1000-image test sample embedded in the CLI
-//! (`cli/assets/`), 100 samples, 8 transformations per group.
+//! (`run/assets/`), 100 samples, 8 transformations per group.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use nnlens_transforms::{ImageTransformationsDataSet, Resample, seed_group};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cli/assets");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../run/assets");
     let model_path =
         args.first().map(PathBuf::from).unwrap_or_else(|| assets.join("fashion_cnn.onnx"));
     let samples: usize =

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Defaults: the Fashion-MNIST CNN and the 1000-image test sample embedded in the CLI
-//! (`cli/assets/`), 100 instances, 20 samples (the notebook's).
+//! (`run/assets/`), 100 instances, 20 samples (the notebook's).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ use nnlens_tract::TractModel;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cli/assets");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../run/assets");
     let model_path =
         args.first().map(PathBuf::from).unwrap_or_else(|| assets.join("fashion_cnn.onnx"));
     let count: usize =

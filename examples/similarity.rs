@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Defaults: the Fashion-MNIST CNN and the 1000-image test sample embedded in the CLI
-//! (`cli/assets/`); references are taken from the first 900 images (200 by default: 0.66 GB of
+//! (`run/assets/`); references are taken from the first 900 images (200 by default: 0.66 GB of
 //! stored gradients for this model) and the instances come after them (5 by default);
 //! `grad_cos`, as in the notebook.
 
@@ -22,7 +22,7 @@ use nnlens_similarity::{GradientSimilarity, SimFn, SimilaritySpec};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cli/assets");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../run/assets");
     let model_path =
         args.first().map(PathBuf::from).unwrap_or_else(|| assets.join("fashion_cnn.onnx"));
     let references: usize =

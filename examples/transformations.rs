@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Defaults: the set `rotation:n=8+translation:dx=-6..6,step=6*translation:dy=-6..6,step=6+scale:0.6..1.4,n=5+hflip+vflip`,
-//! image 0 of the 1000-image sample embedded in the CLI (`cli/assets/fashion-mnist-sample`),
+//! image 0 of the 1000-image sample embedded in the CLI (`run/assets/fashion-mnist-sample`),
 //! and `transformations.png`. Each cell is the image under one transformation, 4x enlarged,
 //! in set order, row by row, with a grey frame.
 
@@ -30,7 +30,7 @@ fn main() -> Result<()> {
         args.get(1).map(|s| s.parse()).transpose().context("IMAGE_INDEX")?.unwrap_or(0);
     let out = PathBuf::from(args.get(2).map(String::as_str).unwrap_or("transformations.png"));
 
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/assets/fashion-mnist-sample");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../run/assets/fashion-mnist-sample");
     let spec_fm = dataset_spec("fashion-mnist")?;
     let (data, _) = nnlens_datasets::load_split(
         spec_fm,

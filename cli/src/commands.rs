@@ -1,29 +1,28 @@
-//! The subcommands.
+//! The binary's own subcommands: models, data and backends, no metric.
 
 use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 use ndarray_npy::WriteNpyExt;
-use nnlens_core::{Evaluation, LayerStructure, RunManifest, conform_input};
+use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches};
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
 use nnlens_datasets::{Split, dataset_spec};
+use nnlens_run::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
+use nnlens_run::output::{print_json, print_table, progress, write_json};
+use nnlens_run::{Format, MANIFEST, OutDir, RunContext};
 use rand::SeedableRng;
 use serde_json::json;
 
-use crate::atomic::{MANIFEST, OutDir};
-use crate::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
-use crate::output::{print_json, print_table, progress, write_json};
 use crate::{
-    Cli, Command, EvaluateArgs, FetchArgs, Format, LayersArgs, PredictArgs, SampleArgs,
-    TransformationsArgs,
+    Command, EvaluateArgs, FetchArgs, LayersArgs, PredictArgs, SampleArgs, TransformationsArgs,
 };
 
-/// Runs the parsed command line.
-pub fn run(cli: &Cli) -> Result<()> {
-    match &cli.command {
+/// Runs one of the binary's own commands.
+pub fn run(cli: &RunContext, command: &Command) -> Result<()> {
+    match command {
         Command::Layers(args) => layers(cli, args),
         Command::Evaluate(args) => evaluate(cli, args),
         Command::Predict(args) => predict(cli, args),
@@ -32,24 +31,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Fetch(args) => fetch(cli, args),
         Command::Sample(args) => sample(cli, args),
         Command::Transformations(args) => transformations(cli, args),
-        Command::Run(args) => run_metric(cli, args),
-        Command::Bench(args) => crate::bench::run(cli, args),
-        Command::Analyze(args) => crate::invariance::analyze(cli, args),
-        Command::Plot(args) => crate::invariance::plot(&args.dir, args.out.as_ref()),
-    }
-}
-
-/// `nnlens run`: finds the metric in the registry and runs it with its family's runner.
-fn run_metric(cli: &Cli, args: &crate::RunArgs) -> Result<()> {
-    let entry = nnlens_core::metric(&args.metric)?;
-    match entry.family {
-        nnlens_core::MetricFamily::Invariance => {
-            let spec = crate::invariance::measure_spec(&args.metric, &args.params)?;
-            crate::invariance::run(cli, args, spec)
-        }
-        nnlens_core::MetricFamily::Linearity => crate::linearity::run(cli, args),
-        nnlens_core::MetricFamily::Influence => crate::influence::run(cli, args),
-        nnlens_core::MetricFamily::Similarity => crate::similarity::run(cli, args),
+        Command::Bench(args) => nnlens_bench::run(cli, args),
     }
 }
 
@@ -67,13 +49,13 @@ fn features_text(layer: &LayerStructure) -> String {
     }
 }
 
-fn layers(cli: &Cli, args: &LayersArgs) -> Result<()> {
+fn layers(cli: &RunContext, args: &LayersArgs) -> Result<()> {
     let loaded = load_model_from(args.model.as_deref(), &args.backend, None)?;
     let s = loaded.model.structure();
     if cli.format == Format::Json {
         return print_json(&json!({ "model": loaded.artifact, "structure": s }));
     }
-    crate::out!(
+    nnlens_run::out!(
         "model {} ({} layers, {} with feature maps; input {} {})",
         loaded.artifact.path,
         s.number_layers(),
@@ -101,47 +83,44 @@ fn layers(cli: &Cli, args: &LayersArgs) -> Result<()> {
 }
 
 fn manifest(
-    cli: &Cli,
+    cli: &RunContext,
     command: &str,
     model: &LoadedModel,
     data: &LoadedData,
     parameters: serde_json::Value,
-) -> RunManifest {
-    let mut m = RunManifest::new(command, cli.seed);
-    m.backend = Some(model.backend.clone());
-    m.model = Some(model.artifact.clone());
+) -> nnlens_core::RunManifest {
+    let mut m = model.manifest(command, cli);
     m.dataset = Some(data.reference.clone());
     m.parameters = parameters;
     m
 }
 
-/// Runs `each` on the dataset's inputs in batches of `batch_size`, shaped for `model`'s input,
-/// with a progress bar: `each(range of samples, inputs)`.
-fn for_each_batch(
-    cli: &Cli,
+/// The outputs of `each` on the dataset's inputs in batches of `batch_size`, shaped for
+/// `model`'s input, joined along the batch axis ([`in_batches`]), with a progress bar:
+/// `each(range of samples, inputs)`.
+fn in_dataset_batches(
+    cli: &RunContext,
     what: &str,
     model: &LoadedModel,
     data: &LoadedData,
     batch_size: usize,
-    mut each: impl FnMut(Range<usize>, ArrayD<f32>) -> Result<()>,
-) -> Result<()> {
+    mut each: impl FnMut(Range<usize>, ArrayD<f32>) -> Result<Vec<ArrayD<f32>>>,
+) -> Result<Vec<ArrayD<f32>>> {
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let n = data.data.len();
     let input = &model.model.structure().input;
-    let bar = progress(n as u64, what, cli.quiet);
-    for start in (0..n).step_by(batch_size) {
-        let end = (start + batch_size).min(n);
-        let x = conform_input(data.data.batch(start..end)?, input)?;
-        each(start..end, x)?;
-        bar.inc((end - start) as u64);
-    }
+    let bar = progress(data.data.len() as u64, what, cli.quiet);
+    let joined = in_batches(data.data.len(), batch_size, |rows| {
+        let x = conform_input(data.data.batch(rows.clone())?, input)?;
+        bar.inc(rows.len() as u64);
+        each(rows, x)
+    })?;
     bar.finish_and_clear();
-    Ok(())
+    Ok(joined)
 }
 
-fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
+fn evaluate(cli: &RunContext, args: &EvaluateArgs) -> Result<()> {
     let t0 = Instant::now();
     let model = load_model(&args.model)?;
     let data = load_data(&args.data, None)?;
@@ -149,17 +128,17 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
     let t1 = Instant::now();
     let labels = data.data.labels();
     let mut total = Evaluation::default();
-    for_each_batch(cli, "evaluate", &model, &data, args.batch_size, |samples, x| {
+    in_dataset_batches(cli, "evaluate", &model, &data, args.batch_size, |samples, x| {
         let context = format!("samples {}..{}", samples.start, samples.end);
         total.merge(&model.model.evaluate(x.view(), &labels[samples]).context(context)?);
-        Ok(())
+        Ok(Vec::new())
     })?;
     let mut m = manifest(
         cli,
         "evaluate",
         &model,
         &data,
-        json!({ "batch_size": args.batch_size, "pixel_scale": format!("{:?}", args.data.pixel_scale).to_lowercase() }),
+        json!({ "batch_size": args.batch_size, "pixel_scale": args.data.pixel_scale.as_str() }),
     );
     m.timings_s.insert("load".into(), loaded_s);
     m.timings_s.insert("evaluate".into(), t1.elapsed().as_secs_f64());
@@ -176,15 +155,15 @@ fn evaluate(cli: &Cli, args: &EvaluateArgs) -> Result<()> {
     match cli.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            crate::out!("model     {}", model.artifact.path);
-            crate::out!(
+            nnlens_run::out!("model     {}", model.artifact.path);
+            nnlens_run::out!(
                 "dataset   {} {} ({} samples)",
                 data.reference.name,
                 data.reference.split.as_deref().unwrap_or("-"),
                 total.samples
             );
-            crate::out!("loss      {:.4}", total.loss());
-            crate::out!("accuracy  {:.4}", total.accuracy());
+            nnlens_run::out!("loss      {:.4}", total.loss());
+            nnlens_run::out!("accuracy  {:.4}", total.accuracy());
             Ok(())
         }
     }
@@ -231,7 +210,7 @@ impl LayerSummary {
     }
 }
 
-fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
+fn predict(cli: &RunContext, args: &PredictArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let data = load_data(&args.data, Some(PREDICT_DEFAULT_SAMPLES))?;
     let structure = model.model.structure();
@@ -242,19 +221,10 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let t0 = Instant::now();
-    let mut gathered: Vec<Vec<ArrayD<f32>>> = vec![Vec::new(); names.len()];
-    for_each_batch(cli, "predict", &model, &data, args.batch_size, |_, x| {
+    let arrays = in_dataset_batches(cli, "predict", &model, &data, args.batch_size, |_, x| {
         let acts = model.model.predict(x.view(), Some(&refs))?;
-        for (slot, (_, value)) in gathered.iter_mut().zip(acts.into_pairs()) {
-            slot.push(value);
-        }
-        Ok(())
+        Ok(acts.into_pairs().into_iter().map(|(_, value)| value).collect())
     })?;
-    let mut arrays = Vec::with_capacity(names.len());
-    for parts in gathered {
-        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-        arrays.push(ndarray::concatenate(Axis(0), &views)?);
-    }
     let summary: Vec<LayerSummary> =
         names.iter().zip(&arrays).map(|(name, a)| LayerSummary::of(name, a)).collect();
     let mut m = manifest(
@@ -296,7 +266,7 @@ fn predict(cli: &Cli, args: &PredictArgs) -> Result<()> {
     }
 }
 
-fn metrics(cli: &Cli) -> Result<()> {
+fn metrics(cli: &RunContext) -> Result<()> {
     let all = nnlens_core::metrics();
     if cli.format == Format::Json {
         let list: Vec<_> = all
@@ -306,7 +276,7 @@ fn metrics(cli: &Cli) -> Result<()> {
         return print_json(&list);
     }
     if all.is_empty() {
-        crate::out!("no metrics registered in this build");
+        nnlens_run::out!("no metrics registered in this build");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = all
@@ -325,31 +295,34 @@ fn metrics(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-fn backends(cli: &Cli) -> Result<()> {
+fn backends(cli: &RunContext) -> Result<()> {
     let all = nnlens_core::backends();
-    let status: Vec<(String, String, String)> = all
-        .iter()
-        .map(|b| {
-            let usable = match (b.available)() {
-                Ok(()) => "yes".to_string(),
-                Err(why) => format!("no: {why}"),
-            };
-            (b.name.to_string(), usable, b.description.to_string())
-        })
-        .collect();
+    let usable = |b: &nnlens_core::BackendEntry| match (b.available)() {
+        Ok(()) => "yes".to_string(),
+        Err(why) => format!("no: {why}"),
+    };
+    let gradients =
+        |b: &nnlens_core::BackendEntry| if b.gradients.is_some() { "yes" } else { "no" };
     if cli.format == Format::Json {
-        let list: Vec<_> = status
+        let list: Vec<_> = all
             .iter()
-            .map(|(n, u, d)| json!({ "name": n, "usable": u, "description": d }))
+            .map(|b| {
+                json!({ "name": b.name, "usable": usable(b), "gradients": b.gradients.is_some(), "description": b.description })
+            })
             .collect();
         return print_json(&list);
     }
-    let rows: Vec<Vec<String>> = status.into_iter().map(|(n, u, d)| vec![n, u, d]).collect();
-    print_table(&["backend", "usable", "description"], &rows);
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|b| {
+            vec![b.name.to_string(), usable(b), gradients(b).to_string(), b.description.to_string()]
+        })
+        .collect();
+    print_table(&["backend", "usable", "gradients", "description"], &rows);
     Ok(())
 }
 
-fn fetch(cli: &Cli, args: &FetchArgs) -> Result<()> {
+fn fetch(cli: &RunContext, args: &FetchArgs) -> Result<()> {
     let spec = dataset_spec(&args.dataset)?;
     let mirrors: Vec<String> = if args.mirror.is_empty() {
         spec.mirrors.iter().map(|m| m.to_string()).collect()
@@ -367,14 +340,14 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> Result<()> {
         Format::Json => print_json(&paths),
         Format::Table => {
             for p in paths {
-                crate::out!("{}", p.display());
+                nnlens_run::out!("{}", p.display());
             }
             Ok(())
         }
     }
 }
 
-fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
+fn sample(cli: &RunContext, args: &SampleArgs) -> Result<()> {
     let data = load_data(&args.data, None)?;
     let n = data.data.len();
     if args.count == 0 || args.count > n {
@@ -401,12 +374,12 @@ fn sample(cli: &Cli, args: &SampleArgs) -> Result<()> {
     )?;
     dir.commit()?;
     if cli.format == Format::Table {
-        crate::out!("wrote {} of {} samples to {}", args.count, n, args.out.display());
+        nnlens_run::out!("wrote {} of {} samples to {}", args.count, n, args.out.display());
     }
     Ok(())
 }
 
-fn transformations(cli: &Cli, args: &TransformationsArgs) -> Result<()> {
+fn transformations(cli: &RunContext, args: &TransformationsArgs) -> Result<()> {
     let set = match (&args.spec, args.group) {
         (Some(spec), None) => nnlens_transforms::TransformationSet::parse(spec)?,
         (None, Some(group)) => nnlens_transforms::seed_group(group, args.n, args.size, args.size)?,
@@ -415,7 +388,7 @@ fn transformations(cli: &Cli, args: &TransformationsArgs) -> Result<()> {
     if cli.format == Format::Json {
         return print_json(&set);
     }
-    crate::out!("{}: {} transformations", set.spec, set.len());
+    nnlens_run::out!("{}: {} transformations", set.spec, set.len());
     let rows: Vec<Vec<String>> = set
         .transformations
         .iter()

@@ -12,7 +12,7 @@ use nnlens_datasets::idx::{IdxArray, IdxData, gzip};
 use prost::Message;
 
 /// The embedded model, as a file.
-const MODEL: &[u8] = include_bytes!("../assets/fashion_cnn.onnx");
+const MODEL: &[u8] = include_bytes!("../../run/assets/fashion_cnn.onnx");
 
 /// Files made once per test: models, datasets and other inputs, good and bad.
 struct Files {

@@ -130,7 +130,14 @@ fn ndarray_npy_read(path: &Path) -> ndarray::ArrayD<f32> {
 #[test]
 fn registries_are_listed() {
     assert!(stdout(&["backends"]).contains("tract"));
-    assert_eq!(json(&["backends"])[0]["usable"], "yes");
+    let backends = json(&["backends"]);
+    assert_eq!(backends[0]["usable"], "yes");
+    // Gradient backends register as such: candle gives gradients, tract does not.
+    let gradients = |name: &str| {
+        backends.as_array().unwrap().iter().find(|b| b["name"] == name).unwrap()["gradients"]
+            .clone()
+    };
+    assert_eq!((gradients("candle"), gradients("tract")), (true.into(), false.into()));
     let metrics = json(&["metrics"]);
     let names: Vec<&str> =
         metrics.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();

@@ -36,7 +36,9 @@ fn run_writes_result_csv_and_plots_and_plot_redraws_them() {
     assert_eq!(result["layers"][0]["features"].as_array().unwrap().len(), 64);
     let manifest = &doc["manifest"];
     assert_eq!(manifest["command"], "run");
-    assert_eq!(manifest["parameters"]["measure"], "nvi");
+    // One manifest schema for every family: the metric under `metric` (schema 1).
+    assert_eq!(manifest["metric"], "nvi");
+    assert_eq!(manifest["schema_version"], 1);
     assert_eq!(manifest["parameters"]["transformations"]["count"], 4);
     assert_eq!(manifest["model"]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["timings_s"]["measure"].as_f64().unwrap() > 0.0);

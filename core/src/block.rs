@@ -124,24 +124,10 @@ impl<'a> BlockIterator<'a> {
         })?;
         let x = conform_input(x, &self.model.structure().input)?;
         let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
-        let mut parts: Vec<Vec<ArrayD<f32>>> = vec![Vec::new(); names.len()];
-        for start in (0..h * w).step_by(self.batch_size) {
-            let end = (start + self.batch_size).min(h * w);
-            let acts =
-                self.model.predict(x.slice_axis(Axis(0), (start..end).into()), Some(&names))?;
-            for (slot, (_, a)) in parts.iter_mut().zip(acts.into_pairs()) {
-                slot.push(a);
-            }
-        }
+        let joined =
+            crate::predict_in_batches(self.model, x.view(), Some(&names), self.batch_size)?;
         let mut values = Vec::with_capacity(names.len());
-        for (layer, chunks) in self.layers.iter().zip(parts) {
-            let joined = if chunks.len() == 1 {
-                chunks.into_iter().next().unwrap_or_default()
-            } else {
-                let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
-                ndarray::concatenate(Axis(0), &views)
-                    .map_err(|e| CoreError::Backend { backend: "block", message: e.to_string() })?
-            };
+        for (layer, joined) in self.layers.iter().zip(joined) {
             let mut shape = vec![h, w];
             shape.extend_from_slice(&layer.shape);
             let got = format!("{:?}", joined.shape());

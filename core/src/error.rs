@@ -65,6 +65,14 @@ pub enum CoreError {
         /// The registered names.
         known: String,
     },
+    /// A backend asked for gradients that gives none.
+    #[error("backend '{backend}' gives no gradients; the backends that do: {capable}")]
+    NoGradients {
+        /// The backend asked for.
+        backend: String,
+        /// The registered backends that give gradients.
+        capable: String,
+    },
     /// Parameters that do not describe a valid configuration.
     #[error("invalid parameters for {what}: {reason}")]
     InvalidParameters {

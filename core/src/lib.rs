@@ -10,13 +10,14 @@
 //! | [`DataSet`], [`TransformationsDataSet`] | a 2-D matrix of inputs (rows x columns; samples x transformations), as in transformational-measures-tf |
 //! | [`BlockIterator`], [`Block`] | activations of blocks of a dataset, streamed through a model with memory bounded by the block |
 //! | [`GradModel`], [`Loss`], [`Targets`] | models that give per-example gradients of a loss with respect to their parameters |
-//! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory` |
-//! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines |
-//! | [`RunManifest`] | the serialisable description of a run |
+//! | [`in_batches`], [`predict_in_batches`] | the one "run in batches, then join along the batch axis" loop |
+//! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory`; families are open (a name) |
+//! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines; [`grad_backend`] finds those that give gradients ([`GradLoaders`]) |
+//! | [`RunManifest`] | the serialisable description of a run, one schema for every family ([`MANIFEST_SCHEMA_VERSION`]) |
 //! | [`stats::Moments`] | mergeable per-element count, mean and M2: the state of streaming measures |
 //!
 //! Backends (`nnlens-tract`, ...) implement [`Model`]; metric crates implement [`Metric`] and register
-//! themselves; the CLI only looks things up by name.
+//! themselves; each family's runner (`nnlens-run`) and the CLI only look things up by name.
 #![warn(missing_docs)]
 
 mod activations;
@@ -38,13 +39,13 @@ pub use dataset::{ArrayDataSet, DataSet, TransformationsDataSet, check_indices};
 pub use error::CoreError;
 pub use evaluation::{Evaluation, cross_entropy_of_output};
 pub use gradient::{GradModel, Loss, Parameter, Targets};
-pub use manifest::{ArtifactRef, DatasetRef, RunManifest};
+pub use manifest::{ArtifactRef, DatasetRef, MANIFEST_SCHEMA_VERSION, RunManifest};
 pub use model::{Model, conform_input};
 pub use registry::{
-    BackendEntry, BackendOptions, Metric, MetricEntry, MetricFamily, backend, backends, metric,
-    metrics,
+    BackendEntry, BackendOptions, GradLoaders, LoadBytesFn, LoadFn, LoadGradBytesFn, LoadGradFn,
+    Metric, MetricEntry, MetricFamily, Precision, backend, backends, grad_backend, metric, metrics,
 };
-pub use request::{TensorRequest, join_chunks};
+pub use request::{TensorRequest, in_batches, join_chunks, predict_in_batches};
 pub use structure::{InputStructure, LayerStructure, ModelStructure};
 
 #[doc(hidden)]

@@ -13,17 +13,32 @@ pub struct ArtifactRef {
     pub bytes: u64,
 }
 
+/// The layout of [`RunManifest`] this version writes. 1: the metric under the top-level
+/// `metric` key for every family (before it, manifests had no `schema_version` and kept the
+/// metric in `parameters`, as `measure` or `metric`).
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
 /// Everything needed to describe and repeat a run: what was run, on which model and data, with
 /// which parameters and seed, by which version of nnlens, and how long each phase took. Stored
-/// as `result.json` beside every result, and the unit from which shards of a run are merged.
+/// as `result.json` beside every result (`{"manifest": ..., "result": ...}`), and the unit from
+/// which shards of a run are merged. One schema for every command and metric family: the
+/// family-specific settings are in `parameters`, the rest means the same everywhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunManifest {
+    /// The layout of this manifest ([`MANIFEST_SCHEMA_VERSION`]; 0 for files written before
+    /// the field existed).
+    #[serde(default)]
+    pub schema_version: u32,
     /// Always "nnlens".
     pub tool: String,
     /// The nnlens version.
     pub version: String,
-    /// The command (`evaluate`, a metric name, ...).
+    /// The command (`run`, `analyze`, `evaluate`, `predict`).
     pub command: String,
+    /// The registered metric the run measured (`nvi`, `linearity`, `influence`, ...), as
+    /// `nnlens metrics` lists it; `None` for the commands that measure none.
+    #[serde(default)]
+    pub metric: Option<String>,
     /// The seed every random choice derives from.
     pub seed: u64,
     /// The inference backend, where a model ran.
@@ -32,7 +47,7 @@ pub struct RunManifest {
     pub model: Option<ArtifactRef>,
     /// The dataset: name, split, source, and the data files.
     pub dataset: Option<DatasetRef>,
-    /// The command's resolved parameters.
+    /// The command's resolved parameters, defaults filled in (the metric family's own layout).
     pub parameters: serde_json::Value,
     /// Wall time of each phase, in seconds.
     pub timings_s: BTreeMap<String, f64>,
@@ -61,9 +76,11 @@ impl RunManifest {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         Self {
+            schema_version: MANIFEST_SCHEMA_VERSION,
             tool: "nnlens".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             command: command.into(),
+            metric: None,
             seed,
             backend: None,
             model: None,
@@ -87,5 +104,12 @@ mod tests {
         let text = serde_json::to_string(&m).unwrap();
         let back: RunManifest = serde_json::from_str(&text).unwrap();
         assert_eq!(back, m);
+        assert_eq!(back.schema_version, MANIFEST_SCHEMA_VERSION);
+        // A manifest written before the schema version and the metric key still reads.
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("schema_version");
+        old.as_object_mut().unwrap().remove("metric");
+        let old: RunManifest = serde_json::from_value(old).unwrap();
+        assert_eq!((old.schema_version, old.metric), (0, None));
     }
 }

@@ -9,21 +9,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CoreError, Model, Result};
+use crate::{CoreError, GradModel, Model, Result};
 
-/// The method family a metric belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MetricFamily {
-    /// Transformational measures: invariance and same-equivariance (tmeasures).
-    Invariance,
-    /// Linearity of layers (alibi).
-    Linearity,
-    /// Gradient similarity explanations (alibi).
-    Similarity,
-    /// Influence and performance by entropic re-weighting (ethik).
-    Influence,
-}
+/// The method family a metric belongs to, by name (`invariance`, `linearity`, `similarity`,
+/// `influence`, ...). An open set: a new family is a new metric crate, with nothing to add
+/// here; the runner that runs a family's metrics names the same family.
+pub type MetricFamily = &'static str;
 
 /// A configured metric. Each family extends this with the computation it needs (activations,
 /// gradients or predictions); the registry only needs a name and the parameters that go into the
@@ -63,7 +54,7 @@ inventory::collect!(MetricEntry);
 /// struct Spread;
 /// impl Metric for Spread {
 ///     fn name(&self) -> &'static str { "spread" }
-///     fn family(&self) -> MetricFamily { MetricFamily::Invariance }
+///     fn family(&self) -> MetricFamily { "invariance" }
 ///     fn parameters(&self) -> serde_json::Value { serde_json::json!({}) }
 ///     fn as_any(&self) -> &dyn std::any::Any { self }
 /// }
@@ -71,7 +62,7 @@ inventory::collect!(MetricEntry);
 /// register_metric!(MetricEntry {
 ///     name: "spread",
 ///     description: "an example",
-///     family: MetricFamily::Invariance,
+///     family: "invariance",
 ///     build: |_params| Ok(Box::new(Spread)),
 /// });
 ///
@@ -104,11 +95,50 @@ pub fn metric(name: &str) -> Result<&'static MetricEntry> {
     })
 }
 
+/// The floating-point precision a backend computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats: what ONNX models declare.
+    #[default]
+    F32,
+    /// 64-bit floats everywhere, weights converted exactly (where a backend offers it).
+    F64,
+}
+
+impl Precision {
+    /// `f32` or `f64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F64 => "f64",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "f64" => Ok(Self::F64),
+            other => Err(CoreError::InvalidParameters {
+                what: "precision".into(),
+                reason: format!("'{other}' is neither f32 nor f64"),
+            }),
+        }
+    }
+}
+
 /// Options every backend understands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendOptions {
     /// Worker threads (`None`: the backend's default, all cores).
     pub threads: Option<usize>,
+    /// The precision (backends that compute only in `f32` ignore `F64` where they say so in
+    /// their description; the gradient backends honour it).
+    pub precision: Precision,
 }
 
 /// Loads a model file with a backend.
@@ -116,6 +146,21 @@ pub type LoadFn = fn(&Path, &BackendOptions) -> Result<Box<dyn Model>>;
 
 /// Loads a model from the bytes of a file (`label` names it in errors).
 pub type LoadBytesFn = fn(&[u8], &str, &BackendOptions) -> Result<Box<dyn Model>>;
+
+/// Loads a model file as a [`GradModel`] (per-example parameter gradients).
+pub type LoadGradFn = fn(&Path, &BackendOptions) -> Result<Box<dyn GradModel>>;
+
+/// Loads a [`GradModel`] from the bytes of a file (`label` names it in errors).
+pub type LoadGradBytesFn = fn(&[u8], &str, &BackendOptions) -> Result<Box<dyn GradModel>>;
+
+/// How a backend that gives gradients loads models as [`GradModel`]s.
+#[derive(Clone, Copy)]
+pub struct GradLoaders {
+    /// Loads a model file.
+    pub load: LoadGradFn,
+    /// Loads a model from the bytes of a file.
+    pub load_bytes: LoadGradBytesFn,
+}
 
 /// A registered inference backend.
 pub struct BackendEntry {
@@ -129,6 +174,8 @@ pub struct BackendEntry {
     pub load: LoadFn,
     /// Loads a model from the bytes of a file (`label` names it in errors).
     pub load_bytes: LoadBytesFn,
+    /// `Some` for a backend that also gives per-example gradients ([`GradModel`]).
+    pub gradients: Option<GradLoaders>,
 }
 
 inventory::collect!(BackendEntry);
@@ -161,6 +208,23 @@ pub fn backend(name: &str) -> Result<&'static BackendEntry> {
     })
 }
 
+/// The backend registered as `name`, with its gradient loaders: for the metrics that need
+/// per-example gradients.
+///
+/// # Errors
+/// [`CoreError::NotRegistered`] for an unknown name; [`CoreError::NoGradients`] for a backend
+/// that gives no gradients, naming those that do.
+pub fn grad_backend(name: &str) -> Result<(&'static BackendEntry, GradLoaders)> {
+    let entry = backend(name)?;
+    match entry.gradients {
+        Some(loaders) => Ok((entry, loaders)),
+        None => Err(CoreError::NoGradients {
+            backend: name.to_string(),
+            capable: known(backends().iter().filter(|b| b.gradients.is_some()).map(|b| b.name)),
+        }),
+    }
+}
+
 fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let list: Vec<&str> = names.collect();
     if list.is_empty() { "none".into() } else { list.join(", ") }
@@ -177,7 +241,7 @@ mod tests {
             "registry-probe"
         }
         fn family(&self) -> MetricFamily {
-            MetricFamily::Invariance
+            "invariance"
         }
         fn parameters(&self) -> serde_json::Value {
             serde_json::json!({})
@@ -201,14 +265,14 @@ mod tests {
     crate::register_metric!(MetricEntry {
         name: "registry-probe",
         description: "test-only entry that exercises the registry",
-        family: MetricFamily::Invariance,
+        family: "invariance",
         build: build_probe,
     });
 
     #[test]
     fn registered_metric_is_found_and_built() {
         let entry = metric("registry-probe").unwrap();
-        assert_eq!(entry.family, MetricFamily::Invariance);
+        assert_eq!(entry.family, "invariance");
         let m = (entry.build)(&serde_json::Value::Null).unwrap();
         assert_eq!(m.name(), "registry-probe");
         assert!((entry.build)(&serde_json::json!({"x": 1})).is_err());
@@ -221,5 +285,6 @@ mod tests {
         assert!(e.contains("nope") && e.contains("registry-probe"), "{e}");
         let e = backend("nope").err().unwrap().to_string();
         assert!(e.contains("unknown backend 'nope'"), "{e}");
+        assert!(grad_backend("nope").is_err());
     }
 }

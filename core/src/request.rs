@@ -1,8 +1,10 @@
 //! [`TensorRequest`]: the layers a prediction asks for, as the distinct tensors an engine runs.
 
-use ndarray::ArrayD;
+use std::ops::Range;
 
-use crate::{Activations, LayerStructure, ModelStructure, Result};
+use ndarray::{ArrayD, ArrayViewD, Axis};
+
+use crate::{Activations, CoreError, LayerStructure, Model, ModelStructure, Result};
 
 /// The names a prediction asks for (layer names or raw tensor names), resolved to tensors: a
 /// tensor asked for under several names is computed once and handed out under each.
@@ -107,6 +109,50 @@ pub fn join_chunks(chunks: Vec<Vec<ArrayD<f32>>>) -> Result<Vec<ArrayD<f32>>> {
         .collect()
 }
 
+/// Runs `rows` inputs in consecutive batches of at most `batch_size`: `run(range)` gives the
+/// tensors of the rows in `range`, and each tensor's batches are joined along the batch axis
+/// ([`join_chunks`]). The one "run in batches, then join" loop of nnlens: block activations,
+/// predictions, gradient models' outputs.
+///
+/// # Errors
+/// [`CoreError::InvalidParameters`] for a `batch_size` of 0; what `run` returns (any error
+/// type a [`CoreError`] converts into); as [`join_chunks`].
+pub fn in_batches<E: From<CoreError>>(
+    rows: usize,
+    batch_size: usize,
+    mut run: impl FnMut(Range<usize>) -> std::result::Result<Vec<ArrayD<f32>>, E>,
+) -> std::result::Result<Vec<ArrayD<f32>>, E> {
+    if batch_size == 0 {
+        return Err(CoreError::InvalidParameters {
+            what: "batch size".into(),
+            reason: "must be at least 1".into(),
+        }
+        .into());
+    }
+    let chunks = (0..rows)
+        .step_by(batch_size)
+        .map(|start| run(start..(start + batch_size).min(rows)))
+        .collect::<std::result::Result<Vec<_>, E>>()?;
+    Ok(join_chunks(chunks)?)
+}
+
+/// The activations of `layers` (`None`: every layer, in structure order) for the inputs `x`,
+/// computed in batches of at most `batch_size` rows ([`in_batches`]).
+///
+/// # Errors
+/// As [`in_batches`] and [`Model::predict`].
+pub fn predict_in_batches(
+    model: &dyn Model,
+    x: ArrayViewD<'_, f32>,
+    layers: Option<&[&str]>,
+    batch_size: usize,
+) -> Result<Vec<ArrayD<f32>>> {
+    in_batches(x.shape().first().copied().unwrap_or(0), batch_size, |rows| {
+        let part = x.slice_axis(Axis(0), rows.into());
+        Ok(model.predict(part, layers)?.into_pairs().into_iter().map(|(_, a)| a).collect())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +208,21 @@ mod tests {
         let odd = vec![ArrayD::from_elem(vec![1, 3], 0.0)];
         assert!(join_chunks(vec![chunk(2, 1.0), odd]).is_err());
         assert!(join_chunks(vec![chunk(2, 1.0), vec![]]).is_err());
+    }
+
+    #[test]
+    fn in_batches_covers_every_row_once_in_order() {
+        let mut seen = Vec::new();
+        let joined = in_batches::<CoreError>(7, 3, |rows| {
+            seen.push(rows.clone());
+            let values: Vec<f32> = rows.map(|r| r as f32).collect();
+            Ok(vec![ArrayD::from_shape_vec(vec![values.len(), 1], values).unwrap()])
+        })
+        .unwrap();
+        assert_eq!(seen, [0..3, 3..6, 6..7]);
+        assert_eq!(joined[0].iter().copied().collect::<Vec<_>>(), [0., 1., 2., 3., 4., 5., 6.]);
+        assert!(in_batches::<CoreError>(3, 0, |_| Ok(vec![])).is_err());
+        assert!(in_batches::<CoreError>(0, 4, |_| unreachable!()).unwrap().is_empty());
     }
 
     #[test]

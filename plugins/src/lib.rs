@@ -4,8 +4,11 @@
 //! and its `inventory` registrations vanish without a word; binaries, tests and benches depend
 //! on this crate and call [`link`] instead of naming each plugin themselves.
 //!
-//! Adding a plugin crate: add it to `Cargo.toml`, name it below, and add its registered names to
-//! [`EXPECTED_METRICS`] or [`EXPECTED_BACKENDS`] (a test checks the registry against them).
+//! Adding a plugin crate: add it to `Cargo.toml` (a metric crate with its `cli` feature in this
+//! crate's `cli` feature), name it below, and add its registered names to [`EXPECTED_METRICS`]
+//! or [`EXPECTED_BACKENDS`] (a test checks the registry against them). With the `cli` feature,
+//! every metric family's runner is linked too (`nnlens run <metric>`), and a test checks that
+//! every registered metric has one.
 #![warn(missing_docs)]
 
 use nnlens_candle as _;
@@ -81,5 +84,15 @@ mod tests {
         assert_eq!(backends, EXPECTED_BACKENDS);
         let metrics: Vec<&str> = nnlens_core::metrics().iter().map(|m| m.name).collect();
         assert_eq!(metrics, EXPECTED_METRICS);
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn every_metric_has_a_runner() {
+        link();
+        let runnable: Vec<&str> = nnlens_run::runnable().iter().map(|(m, _)| m.name).collect();
+        assert_eq!(runnable, EXPECTED_METRICS);
+        let families: Vec<&str> = nnlens_run::runners().iter().map(|r| r.family()).collect();
+        assert_eq!(families, ["influence", "invariance", "linearity", "similarity"]);
     }
 }

@@ -9,7 +9,7 @@ use nnlens_invariance::{ArraySource, Kind, MeasureSpec, MeasureState};
 use nnlens_plugins as _;
 
 /// The CLI's embedded model (the alibi notebook's Fashion-MNIST CNN).
-const MODEL: &[u8] = include_bytes!("../../cli/assets/fashion_cnn.onnx");
+const MODEL: &[u8] = include_bytes!("../../run/assets/fashion_cnn.onnx");
 
 /// Deterministic values in [0, 1) (a linear congruential sequence).
 fn values(shape: &[usize]) -> ArrayD<f32> {
@@ -27,8 +27,12 @@ fn inference(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch as u64)).sample_size(10);
     for threads in [Some(1), None] {
         let tract = nnlens_core::backend("tract").unwrap();
-        let model =
-            (tract.load_bytes)(MODEL, "fashion_cnn.onnx", &BackendOptions { threads }).unwrap();
+        let model = (tract.load_bytes)(
+            MODEL,
+            "fashion_cnn.onnx",
+            &BackendOptions { threads, ..BackendOptions::default() },
+        )
+        .unwrap();
         let mut shape = vec![batch];
         shape.extend_from_slice(&model.structure().input.shape);
         let x = values(&shape);

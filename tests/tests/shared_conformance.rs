@@ -23,20 +23,7 @@ fn backends() -> Vec<&'static str> {
 
 /// Activations of every layer for `x`, run in batches of `batch`.
 fn all_layers(model: &dyn nnlens_core::Model, x: &ArrayD<f32>, batch: usize) -> Vec<ArrayD<f32>> {
-    let n = x.shape()[0];
-    let mut parts: Vec<Vec<ArrayD<f32>>> = Vec::new();
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        let part = x.slice_axis(Axis(0), (start..end).into()).to_owned();
-        let acts = model.predict(part.view(), None).unwrap();
-        parts.push(acts.into_pairs().into_iter().map(|(_, a)| a).collect());
-    }
-    (0..parts[0].len())
-        .map(|l| {
-            let views: Vec<_> = parts.iter().map(|p| p[l].view()).collect();
-            ndarray::concatenate(Axis(0), &views).unwrap()
-        })
-        .collect()
+    nnlens_core::predict_in_batches(model, x.view(), None, batch).unwrap()
 }
 
 #[test]

@@ -59,7 +59,7 @@ mod value;
 pub use error::{CandleError, Result};
 pub use model::{CandleModel, CandleOptions, Precision};
 
-use nnlens_core::{BackendEntry, BackendOptions, Model};
+use nnlens_core::{BackendEntry, BackendOptions, GradLoaders, GradModel, Model};
 
 fn load(path: &std::path::Path, options: &BackendOptions) -> nnlens_core::Result<Box<dyn Model>> {
     Ok(Box::new(CandleModel::load_with(path, &options.into())?))
@@ -73,10 +73,26 @@ fn load_bytes(
     Ok(Box::new(CandleModel::from_bytes(bytes, label, &options.into())?))
 }
 
+fn load_grad(
+    path: &std::path::Path,
+    options: &BackendOptions,
+) -> nnlens_core::Result<Box<dyn GradModel>> {
+    Ok(Box::new(CandleModel::load_with(path, &options.into())?))
+}
+
+fn load_grad_bytes(
+    bytes: &[u8],
+    label: &str,
+    options: &BackendOptions,
+) -> nnlens_core::Result<Box<dyn GradModel>> {
+    Ok(Box::new(CandleModel::from_bytes(bytes, label, &options.into())?))
+}
+
 nnlens_core::register_backend!(BackendEntry {
     name: "candle",
     description: "candle: pure-Rust ONNX interpreter with parameter gradients (no system package)",
     available: || Ok(()),
     load,
     load_bytes,
+    gradients: Some(GradLoaders { load: load_grad, load_bytes: load_grad_bytes }),
 });

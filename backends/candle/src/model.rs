@@ -14,38 +14,12 @@ use crate::graph::Graph;
 use crate::ops::{Op, softmax_axis};
 use crate::value::Value;
 
-/// The floating-point precision every tensor of the model is computed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub enum Precision {
-    /// 32-bit floats: what the shared models declare (their weights are `f32`, an `f64`
-    /// input is cast to `f32` by the graph).
-    #[default]
-    F32,
-    /// 64-bit floats everywhere, weights converted exactly: a reference for finite
-    /// differences and for checking the `f32` results; about half as fast.
-    F64,
-}
-
-impl Precision {
-    /// `f32` or `f64`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f64" => Ok(Precision::F64),
-            other => Err(format!("unknown precision '{other}'; use f32 or f64")),
-        }
-    }
-}
+/// The floating-point precision every tensor of the model is computed in: `f32` by default
+/// (what the shared models declare; an `f64` input is cast to `f32` by the graph), or `f64`
+/// everywhere with the weights converted exactly, a reference for finite differences and for
+/// checking the `f32` results (about half as fast). The registry's type, so that
+/// [`BackendOptions::precision`] reaches the backend unchanged.
+pub use nnlens_core::Precision;
 
 /// Options of the candle backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,7 +33,7 @@ pub struct CandleOptions {
 
 impl From<&BackendOptions> for CandleOptions {
     fn from(o: &BackendOptions) -> Self {
-        Self { precision: Precision::default(), threads: o.threads }
+        Self { precision: o.precision, threads: o.threads }
     }
 }
 

@@ -46,4 +46,5 @@ nnlens_core::register_backend!(BackendEntry {
     available,
     load,
     load_bytes,
+    gradients: None,
 });

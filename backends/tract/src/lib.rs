@@ -59,4 +59,5 @@ nnlens_core::register_backend!(BackendEntry {
     available: || Ok(()),
     load,
     load_bytes,
+    gradients: None,
 });

@@ -85,7 +85,7 @@ fn subsets_batches_and_tensor_names_agree() {
 #[test]
 fn an_input_gets_the_same_activations_in_any_batch_and_bitwise_on_any_workers() {
     let with = |threads: usize| {
-        let options = BackendOptions { threads: Some(threads) };
+        let options = BackendOptions { threads: Some(threads), ..BackendOptions::default() };
         TractModel::from_bytes(&fixture_bytes(), "fixture.onnx", &options).unwrap()
     };
     let one = with(1);

@@ -1,5 +1,5 @@
 //! Writes the seed corpus of the fuzz targets: `nnlens-fuzz-seed REPO OUT` fills
-//! `OUT/{idx,npy,table,onnx,spec}/` from the embedded sample and model under `REPO/cli/assets`
+//! `OUT/{idx,npy,table,onnx,spec}/` from the embedded sample and model under `REPO/run/assets`
 //! (cut small) and from the crates' own writers. Run by `fuzz/seed-corpus.sh`.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ fn npy<A: WriteNpyExt>(a: &A) -> Result<Vec<u8>> {
 }
 
 fn idx(repo: &Path, out: &Path) -> Result<()> {
-    let sample = repo.join("cli/assets/fashion-mnist-sample");
+    let sample = repo.join("run/assets/fashion-mnist-sample");
     // The first two test images and eight labels of the embedded Fashion-MNIST sample.
     let images = read_idx(&sample.join("t10k-images-idx3-ubyte.gz"))?;
     let labels = read_idx(&sample.join("t10k-labels-idx1-ubyte.gz"))?;
@@ -57,7 +57,7 @@ fn idx(repo: &Path, out: &Path) -> Result<()> {
 
 fn npy_corpus(repo: &Path, out: &Path) -> Result<()> {
     let dir = out.join("npy");
-    let images = read_idx(&repo.join("cli/assets/fashion-mnist-sample/t10k-images-idx3-ubyte.gz"))?;
+    let images = read_idx(&repo.join("run/assets/fashion-mnist-sample/t10k-images-idx3-ubyte.gz"))?;
     let first: Vec<f32> = images.to_f32()[..784].iter().map(|v| v / 255.0).collect();
     write(&dir, "image-f32.npy", &npy(&ArrayD::from_shape_vec(IxDyn(&[1, 28, 28]), first)?)?)?;
     write(
@@ -101,7 +101,7 @@ fn table(out: &Path) -> Result<()> {
 /// (tf2onnx's names, operators and attributes) in a few kilobytes.
 fn real_structure(repo: &Path) -> Result<Vec<u8>> {
     let mut model =
-        nnlens_onnx::decode_model(&std::fs::read(repo.join("cli/assets/fashion_cnn.onnx"))?)?;
+        nnlens_onnx::decode_model(&std::fs::read(repo.join("run/assets/fashion_cnn.onnx"))?)?;
     let graph = model.graph.as_mut().ok_or("the embedded model has no graph")?;
     for t in &mut graph.initializer {
         if t.raw_data.len() > 256 {

@@ -48,10 +48,12 @@
 //! outcome depends on the scale of the pixels): only a target equal to the mean gives `xi = 0`.
 //!
 //! The two metrics are registered as `influence` and `performance` (family
-//! [`nnlens_core::MetricFamily::Influence`]); see [`metric`] for their parameters.
+//! `influence`); see [`metric`] for their parameters.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod ethik;
 mod fit;

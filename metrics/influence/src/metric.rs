@@ -1,5 +1,5 @@
 //! The registered metrics `influence` and `performance` (family
-//! [`MetricFamily::Influence`]) and their parameters.
+//! `influence`) and their parameters.
 //!
 //! Parameters (a JSON object; `null` or `{}` for the defaults):
 //!
@@ -241,7 +241,7 @@ impl Metric for InfluenceMetric {
     }
 
     fn family(&self) -> MetricFamily {
-        MetricFamily::Influence
+        "influence"
     }
 
     fn parameters(&self) -> Value {
@@ -259,7 +259,7 @@ impl Metric for PerformanceMetric {
     }
 
     fn family(&self) -> MetricFamily {
-        MetricFamily::Influence
+        "influence"
     }
 
     fn parameters(&self) -> Value {
@@ -290,14 +290,14 @@ pub fn build_performance(parameters: &Value) -> nnlens_core::Result<Box<dyn Metr
 nnlens_core::register_metric!(MetricEntry {
     name: "influence",
     description: "ethik: mean prediction per class when each feature's mean is moved to a quantile (entropic re-weighting)",
-    family: MetricFamily::Influence,
+    family: "influence",
     build: build_influence,
 });
 
 nnlens_core::register_metric!(MetricEntry {
     name: "performance",
     description: "ethik: a metric (accuracy, log loss, MSE) under the re-weighting that moves each feature's mean",
-    family: MetricFamily::Influence,
+    family: "influence",
     build: build_performance,
 });
 

@@ -1,7 +1,7 @@
 //! Bad inputs are errors that say what is wrong; the metrics are registered.
 
 use ndarray::{Array2, array};
-use nnlens_core::{CoreError, MetricFamily};
+use nnlens_core::CoreError;
 use nnlens_influence::{
     Bootstrap, Explainer, InfluenceError, InfluenceMetric, Options, PerformanceMetric, Score,
     Solver, Truth,
@@ -102,7 +102,7 @@ fn errors_convert_into_core_errors() {
 #[test]
 fn both_metrics_are_registered() {
     let entry = nnlens_core::metric("influence").unwrap();
-    assert_eq!(entry.family, MetricFamily::Influence);
+    assert_eq!(entry.family, "influence");
     let m = (entry.build)(&serde_json::json!({"taus": [-1, 0, 1], "solver": "ethik"})).unwrap();
     assert_eq!(m.name(), "influence");
     let concrete = m.as_any().downcast_ref::<InfluenceMetric>().unwrap();
@@ -111,7 +111,7 @@ fn both_metrics_are_registered() {
     assert_eq!(m.parameters()["tol"], 1e-4);
 
     let entry = nnlens_core::metric("performance").unwrap();
-    assert_eq!(entry.family, MetricFamily::Influence);
+    assert_eq!(entry.family, "influence");
     let m = (entry.build)(&serde_json::Value::Null).unwrap();
     let concrete = m.as_any().downcast_ref::<PerformanceMetric>().unwrap();
     assert_eq!(concrete.score, Score::Accuracy);

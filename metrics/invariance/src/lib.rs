@@ -28,6 +28,8 @@
 #![warn(missing_docs)]
 
 pub mod analyzer;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod measure;
 pub mod result;

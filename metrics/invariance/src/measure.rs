@@ -395,7 +395,7 @@ impl Metric for MeasureSpec {
     }
 
     fn family(&self) -> MetricFamily {
-        MetricFamily::Invariance
+        "invariance"
     }
 
     fn parameters(&self) -> serde_json::Value {
@@ -413,7 +413,7 @@ macro_rules! register {
             nnlens_core::register_metric!(nnlens_core::MetricEntry {
                 name: Kind::$kind.name(),
                 description: Kind::$kind.description(),
-                family: MetricFamily::Invariance,
+                family: "invariance",
                 build: |p| {
                     Ok(Box::new(MeasureSpec::from_json(Kind::$kind.name(), p)?)
                         as Box<dyn Metric>)

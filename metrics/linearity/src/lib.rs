@@ -20,6 +20,8 @@
 //! feature); the kNN sampler queries one index instead of refitting per instance.
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod layer;
 mod measure;

@@ -185,7 +185,7 @@ impl Metric for LinearitySpec {
         "linearity"
     }
     fn family(&self) -> MetricFamily {
-        MetricFamily::Linearity
+        "linearity"
     }
     fn parameters(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -202,7 +202,7 @@ fn build(value: &serde_json::Value) -> nnlens_core::Result<Box<dyn Metric>> {
 nnlens_core::register_metric!(MetricEntry {
     name: "linearity",
     description: "alibi: linearity of the model around each instance, per layer and per class",
-    family: MetricFamily::Linearity,
+    family: "linearity",
     build,
 });
 

@@ -25,6 +25,8 @@
 //! in parallel batches instead of one at a time.
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod explainer;
 mod scores;

@@ -130,7 +130,7 @@ impl Metric for SimilaritySpec {
         "similarity"
     }
     fn family(&self) -> MetricFamily {
-        MetricFamily::Similarity
+        "similarity"
     }
     fn parameters(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -147,7 +147,7 @@ fn build(value: &serde_json::Value) -> nnlens_core::Result<Box<dyn Metric>> {
 nnlens_core::register_metric!(MetricEntry {
     name: "similarity",
     description: "alibi: the reference examples whose loss gradients are most like an instance's (grad_dot, grad_cos, grad_asym_dot)",
-    family: MetricFamily::Similarity,
+    family: "similarity",
     build,
 });
 
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!("grad_asym_dot".parse::<SimFn>().unwrap(), SimFn::GradAsymDot);
         assert!("cos".parse::<SimFn>().is_err());
         let entry = nnlens_core::metric("similarity").unwrap();
-        assert_eq!(entry.family, MetricFamily::Similarity);
+        assert_eq!(entry.family, "similarity");
     }
 
     #[test]

@@ -1,78 +1,177 @@
-//! `nnlens run linearity` and its result files.
+//! The linearity family's command line: `nnlens run linearity`, its result files and plots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
 use ndarray::{Array2, Array3, Axis, Ix2, Ix3};
-use nnlens_core::{DataSet as _, Model, RunManifest};
+use nnlens_core::{DataSet as _, Model};
 use nnlens_datasets::ImageDataSet;
 use nnlens_datasets::npy::read_npy_f64;
-use nnlens_linearity::{
-    Execution, FeatureRange, GridSampler, Instances, KnnIndex, KnnSampler, LayerSpec,
-    LinearityResult, LinearitySpec, LinearityState, Method, ModelType, OffsetSampler,
-    Perturbations, flatten_rows, is_probability_vector, measure,
+use nnlens_plots::{BarChart, bar_chart, histograms};
+use nnlens_run::charts::both;
+use nnlens_run::inputs::{
+    LoadedData, class_label, class_names, load_data, load_model, random_rows, rows_of,
 };
-use rand::SeedableRng;
+use nnlens_run::output::{print_json, print_table, progress};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
 use serde_json::json;
 
-use crate::atomic::{MANIFEST, OutDir};
-use crate::inputs::{LoadedData, load_data, load_model};
-use crate::output::{print_json, print_table, progress};
-use crate::{Cli, Format, LinearityArgs, RunArgs, charts};
+use crate::{
+    Execution, FeatureRange, GridSampler, Histogram, Instances, KnnIndex, KnnSampler,
+    LayerLinearity, LayerSpec, LinearityResult, LinearitySpec, LinearityState, Method, ModelType,
+    OffsetSampler, Perturbations, Summary, flatten_rows, is_probability_vector, measure,
+};
+
+/// The family's name in the registries.
+pub const FAMILY: &str = "linearity";
 
 /// Instances measured when neither `--instances`, `--per-class` nor `--indices` is given (the
 /// seed's per-layer workload).
 pub const DEFAULT_INSTANCES: usize = 100;
 
-/// `nnlens run linearity`.
-pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
-    let t0 = Instant::now();
-    let lin = &args.linearity;
-    if args.activations.is_some() || args.transformations.is_some() {
-        bail!(
-            "linearity runs a model on perturbed inputs: it takes no --activations or --transformations"
-        );
+/// The flags of `nnlens run linearity` (alibi's `linearity_measure`).
+#[derive(Debug, Args)]
+pub struct LinearityArgs {
+    /// The model and the backend that runs it.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset split.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Layers to measure (names or tensor names), comma separated, or `all`; default the
+    /// model's output.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Directory for result.json, CSV files and plots.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Random instances of the split to measure, drawn with --seed (default 100).
+    #[arg(long, conflicts_with_all = ["per_class", "indices"])]
+    pub instances: Option<usize>,
+    /// Measure the instances of every class (all of them, or --per-class-max of each).
+    #[arg(long, conflicts_with = "indices")]
+    pub per_class: bool,
+    /// With --per-class: at most this many instances of each class (the first ones).
+    #[arg(long, requires = "per_class")]
+    pub per_class_max: Option<usize>,
+    /// Dataset rows to measure: `3,17,42`, or a file (NPY of integers, or text).
+    #[arg(long)]
+    pub indices: Option<String>,
+    /// How samples around an instance are drawn: `grid` (each feature moved by a random
+    /// non-zero multiple of range/res, up to epsilon of its range) or `knn` (the nearest rows
+    /// of --knn-split).
+    #[arg(long, default_value = "grid")]
+    pub method: String,
+    /// `global`: || M(sum a_s v_s) - sum a_s M(v_s) ||; `pairwise`: the same for each sample
+    /// paired with the instance, averaged.
+    #[arg(long, default_value = "global")]
+    pub agg: String,
+    /// Samples per instance.
+    #[arg(long, default_value_t = 10)]
+    pub nb_samples: usize,
+    /// Grid half-width, a fraction of each feature's range.
+    #[arg(long, default_value_t = 0.04)]
+    pub epsilon: f64,
+    /// Grid resolution: steps of range/res.
+    #[arg(long, default_value_t = 100)]
+    pub res: usize,
+    /// Superposition weights, comma separated (default 1/nb_samples each; pairwise 0.5,0.5).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub alphas: Vec<f64>,
+    /// Replay grid draws: an NPY of integer offsets [instances, nb_samples, features] (sample
+    /// = instance + offset * range/res), e.g. alibi's `rnd_sign * rnd`.
+    #[arg(long)]
+    pub offsets: Option<PathBuf>,
+    /// With --method knn: the split the neighbours come from.
+    #[arg(long, default_value = "train")]
+    pub knn_split: String,
+    /// The per-feature [min, max] of the grid: `split` (the whole split, as alibi's
+    /// infer_feature_range) or an NPY array [features, 2].
+    #[arg(long, default_value = "split")]
+    pub feature_range: String,
+    /// `classifier` (compare log(p + 1e-10)) or `regressor` for every layer, or LAYER=TYPE
+    /// (repeatable). Default: classifier for probability vectors, regressor otherwise.
+    #[arg(long)]
+    pub model_type: Vec<String>,
+    /// Bins of the histograms in the result and the plots.
+    #[arg(long, default_value_t = 20)]
+    pub bins: usize,
+}
+
+/// The linearity family's runner.
+pub struct LinearityRunner;
+
+nnlens_run::register_runner!(LinearityRunner);
+
+impl Runner for LinearityRunner {
+    fn family(&self) -> &'static str {
+        FAMILY
     }
-    let loaded = load_model(&args.model)?;
+
+    fn command(&self, _metric: &str, base: Command) -> Command {
+        LinearityArgs::augment_args(base)
+    }
+
+    fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
+        run(ctx, metric, &LinearityArgs::from_arg_matches(args)?)
+    }
+
+    fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
+        let result = &doc["result"];
+        let summary: LinearityResult =
+            serde_json::from_value(result["summary"].clone()).context("not a linearity result")?;
+        let output = result["output_layer"].as_str().unwrap_or_default();
+        let classes: Vec<String> =
+            serde_json::from_value(result["class_names"].clone()).unwrap_or_default();
+        linearity_charts(out, &summary, output, &classes)
+    }
+}
+
+/// `nnlens run linearity`.
+fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let loaded = load_model(&lin.model)?;
     let model = loaded.model.as_ref();
-    let data = load_data(&args.data, None)?;
-    let mut manifest = RunManifest::new("run", cli.seed);
-    manifest.backend = Some(loaded.backend.clone());
-    manifest.model = Some(loaded.artifact.clone());
+    let data = load_data(&lin.data, None)?;
+    let mut manifest = loaded.manifest("run", ctx);
+    manifest.metric = Some(metric.to_string());
     manifest.dataset = Some(data.reference.clone());
     let t = Instant::now();
 
-    let (rows, selection) = select_instances(lin, &data.data, cli.seed)?;
+    let (rows, selection) = select_instances(lin, &data.data, ctx.seed)?;
     let pool = flatten_rows(data.data.batch(0..data.data.len())?.view())?;
     let inputs = pool.select(Axis(0), &rows);
     let labels: Vec<usize> = rows.iter().map(|&r| data.data.labels()[r]).collect();
     let range = feature_range(lin, &pool)?;
-    let spec = linearity_spec(args)?;
-    let sampler = sampler(cli, args, &spec, &range, rows.len())?;
-    let layers = layer_specs(model, &args.layers, &spec, inputs.view(), data.data.data_shape())?;
+    let spec = linearity_spec(lin)?;
+    let sampler = sampler(ctx, lin, &spec, &range, rows.len())?;
+    let layers = layer_specs(model, &lin.layers, &spec, inputs.view(), data.data.data_shape())?;
     manifest.timings_s.insert("load".into(), t.elapsed().as_secs_f64());
     manifest.parameters = json!({
-        "metric": "linearity",
         "linearity": spec,
         "sampler": sampler.describe(),
         "layers": layers,
         "instances": selection,
         "feature_range": lin.feature_range,
-        "batch_size": args.batch_size,
+        "batch_size": lin.batch_size,
         "threads": rayon::current_num_threads(),
     });
     drop(pool);
 
     let t = Instant::now();
-    let bar = progress(rows.len() as u64, "linearity", cli.quiet);
+    let bar = progress(rows.len() as u64, "linearity", ctx.quiet);
     let instances = Instances {
         inputs: inputs.view(),
         data_shape: data.data.data_shape(),
         indices: &rows,
         labels: Some(&labels),
     };
-    let execution = Execution { batch_size: args.batch_size.max(1) };
+    let execution = Execution { batch_size: lin.batch_size.max(1) };
     let state = measure(model, &spec, instances, sampler.as_ref(), &layers, execution, &|n| {
         bar.inc(n as u64)
     })?;
@@ -80,26 +179,26 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
     let summary = state.summarise(lin.bins)?;
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
-    let classes = crate::inputs::class_names(&args.data.dataset, data.data.classes());
+    let classes = class_names(&lin.data.dataset, data.data.classes());
     let output = model.structure().output_layer().name.clone();
     let doc = json!({
         "manifest": manifest,
         "result": {
-            "metric": "linearity",
+            "metric": metric,
             "output_layer": output,
             "class_names": classes,
             "summary": summary,
             "state": state,
         },
     });
-    if let Some(out) = &args.out {
+    if let Some(out) = &lin.out {
         let mut dir = OutDir::create(out)?;
         dir.manifest(MANIFEST, &doc)?;
         write_csv(&mut dir, &state, &summary)?;
-        charts::linearity_charts(&mut dir, &summary, &output, &classes)?;
+        linearity_charts(&mut dir, &summary, &output, &classes)?;
         dir.commit()?;
     }
-    match cli.format {
+    match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
             print_summary(&summary, &output, &classes);
@@ -116,14 +215,9 @@ fn select_instances(
 ) -> Result<(Vec<usize>, serde_json::Value)> {
     let n = data.len();
     if let Some(spec) = &lin.indices {
-        let rows = read_indices(spec)?;
-        if rows.is_empty() {
-            bail!("--indices: no rows given");
-        }
-        if let Some(&r) = rows.iter().find(|&&r| r >= n) {
-            bail!("--indices: row {r} is outside the {n} samples of {}", data.name());
-        }
-        return Ok((rows.clone(), json!({ "rule": "indices", "rows": rows.len() })));
+        let rows = rows_of(spec, "--indices", n, data.name())?;
+        let count = rows.len();
+        return Ok((rows, json!({ "rule": "indices", "rows": count })));
     }
     if lin.per_class {
         let cap = lin.per_class_max.unwrap_or(usize::MAX);
@@ -137,60 +231,8 @@ fn select_instances(
         return Ok((rows, json!({ "rule": "per-class", "per_class_max": lin.per_class_max })));
     }
     let count = lin.instances.unwrap_or(DEFAULT_INSTANCES.min(n));
-    if count == 0 {
-        bail!("--instances 0: nothing to measure");
-    }
-    if count > n {
-        bail!("--instances {count} is more than the {n} samples of {}", data.name());
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut rows = rand::seq::index::sample(&mut rng, n, count).into_vec();
-    rows.sort_unstable();
+    let rows = random_rows(count, n, seed, "--instances", data.name())?;
     Ok((rows, json!({ "rule": "random", "count": count, "seed": seed })))
-}
-
-/// Rows from `1,5,9`, or from a file: NPY of integers, or text with one row per line.
-pub(crate) fn read_indices(spec: &str) -> Result<Vec<usize>> {
-    let path = Path::new(spec);
-    // Whole numbers, read as integers (a float would round 10^12 to another row).
-    let row = |s: &str, what: &dyn Fn() -> String| -> Result<u64> {
-        s.parse::<u64>()
-            .ok()
-            .or_else(|| {
-                // `3.0` is a row too; `2.5`, `-1` and `1e30` are not.
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|v| *v >= 0.0 && v.fract() == 0.0 && *v < 9e15)
-                    .map(|v| v as u64)
-            })
-            .with_context(|| format!("{}: '{s}' is not a row number (a whole number >= 0)", what()))
-    };
-    let values: Vec<u64> = if path.is_file() {
-        if spec.ends_with(".npy") {
-            nnlens_datasets::npy::read_npy_indices(path).context("--indices")?
-        } else {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--indices: reading {}", path.display()))?;
-            text.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(|s| row(s, &|| format!("--indices {}", path.display())))
-                .collect::<Result<_>>()?
-        }
-    } else if path.is_dir() {
-        bail!("--indices {spec} is a directory, not a file of row numbers");
-    } else {
-        spec.split(',')
-            .map(|s| {
-                row(s.trim(), &|| {
-                    format!("--indices '{spec}' is neither a file nor comma-separated rows")
-                })
-            })
-            .collect::<Result<_>>()?
-    };
-    values
-        .into_iter()
-        .map(|v| usize::try_from(v).with_context(|| format!("--indices: {v} is not a row number")))
-        .collect()
 }
 
 fn feature_range(lin: &LinearityArgs, pool: &Array2<f32>) -> Result<FeatureRange> {
@@ -217,8 +259,7 @@ fn feature_range(lin: &LinearityArgs, pool: &Array2<f32>) -> Result<FeatureRange
     FeatureRange::new(min, max).with_context(|| format!("--feature-range {}", path.display()))
 }
 
-fn linearity_spec(args: &RunArgs) -> Result<LinearitySpec> {
-    let lin = &args.linearity;
+fn linearity_spec(lin: &LinearityArgs) -> Result<LinearitySpec> {
     let mut spec = LinearitySpec {
         method: if lin.offsets.is_some() { Method::Offsets } else { lin.method.parse()? },
         agg: lin.agg.parse()?,
@@ -239,9 +280,6 @@ fn linearity_spec(args: &RunArgs) -> Result<LinearitySpec> {
             None => spec.model_type = Some(m.parse()?),
         }
     }
-    if !args.params.is_empty() {
-        bail!("linearity takes its options as flags (see `nnlens run --help`), not --param");
-    }
     if let Some(path) = &lin.offsets {
         // The file decides the sample count.
         let shape = read_npy_f64(path)?.shape().to_vec();
@@ -254,16 +292,15 @@ fn linearity_spec(args: &RunArgs) -> Result<LinearitySpec> {
 }
 
 fn sampler(
-    cli: &Cli,
-    args: &RunArgs,
+    ctx: &RunContext,
+    lin: &LinearityArgs,
     spec: &LinearitySpec,
     range: &FeatureRange,
     instances: usize,
 ) -> Result<Box<dyn Perturbations>> {
-    let lin = &args.linearity;
     Ok(match spec.method {
         Method::Grid => {
-            Box::new(GridSampler::new(range, spec.epsilon, spec.res, spec.nb_samples, cli.seed)?)
+            Box::new(GridSampler::new(range, spec.epsilon, spec.res, spec.nb_samples, ctx.seed)?)
         }
         Method::Offsets => {
             let path = lin.offsets.as_ref().expect("offsets method comes from --offsets");
@@ -283,7 +320,7 @@ fn sampler(
             Box::new(s)
         }
         Method::Knn => {
-            let mut reference_args = args.data.clone();
+            let mut reference_args = lin.data.clone();
             reference_args.split = lin.knn_split.clone();
             reference_args.samples = None;
             let LoadedData { data, .. } = load_data(&reference_args, None)
@@ -337,7 +374,7 @@ fn layer_specs(
         .collect()
 }
 
-fn summary_cells(s: &nnlens_linearity::Summary) -> Vec<String> {
+fn summary_cells(s: &Summary) -> Vec<String> {
     [s.mean, s.std, s.min, s.q05, s.q25, s.median, s.q75, s.q95, s.max]
         .iter()
         .map(|v| format!("{v}"))
@@ -402,10 +439,7 @@ fn model_type_name(t: ModelType) -> &'static str {
 
 /// The layer whose per-class distributions are shown: the model's output if measured, else
 /// the last layer measured.
-pub fn focus_layer<'a>(
-    summary: &'a LinearityResult,
-    output: &str,
-) -> Option<&'a nnlens_linearity::LayerLinearity> {
+pub fn focus_layer<'a>(summary: &'a LinearityResult, output: &str) -> Option<&'a LayerLinearity> {
     summary.layers.iter().find(|l| l.name == output).or(summary.layers.last())
 }
 
@@ -423,11 +457,11 @@ fn print_summary(summary: &LinearityResult, output: &str, classes: &[String]) {
             ]
         })
         .collect();
-    crate::out!("linearity of {} instances (0 = linear)", summary.instances);
+    nnlens_run::out!("linearity of {} instances (0 = linear)", summary.instances);
     print_table(&["layer", "model type", "mean L", "std", "median"], &rows);
     if let Some(focus) = focus_layer(summary, output).filter(|l| l.classes.len() > 1) {
-        crate::out!("");
-        crate::out!("per class at {}", focus.name);
+        nnlens_run::out!("");
+        nnlens_run::out!("per class at {}", focus.name);
         let rows: Vec<Vec<String>> = focus
             .classes
             .iter()
@@ -445,12 +479,54 @@ fn print_summary(summary: &LinearityResult, output: &str, classes: &[String]) {
     }
 }
 
-/// Redraws the plots of a saved linearity result.
-pub fn plot(result: &serde_json::Value, out: &mut OutDir, path: &Path) -> Result<()> {
-    let summary: LinearityResult = serde_json::from_value(result["summary"].clone())
-        .with_context(|| format!("{}: not a linearity result", path.display()))?;
-    let output = result["output_layer"].as_str().unwrap_or_default();
-    let classes: Vec<String> =
-        serde_json::from_value(result["class_names"].clone()).unwrap_or_default();
-    charts::linearity_charts(out, &summary, output, &classes)
+/// The plots of a linearity result: the mean L of every layer (the model's output
+/// highlighted, as the seed's figure), and at the output layer (else the last one measured)
+/// the mean L of every class and each class's histogram.
+pub fn linearity_charts(
+    out: &mut OutDir,
+    summary: &LinearityResult,
+    output: &str,
+    classes: &[String],
+) -> Result<()> {
+    let bars = BarChart {
+        title: format!("linearity per layer ({} instances; 0 = linear)", summary.instances),
+        y_label: "mean linearity L".into(),
+        labels: summary.layers.iter().map(|l| l.name.clone()).collect(),
+        values: summary.layers.iter().map(|l| l.summary.mean).collect(),
+        highlight: summary.layers.iter().position(|l| l.name == output),
+    };
+    both(out, "layers", |p| bar_chart(p, &bars))?;
+    let Some(focus) = focus_layer(summary, output) else { return Ok(()) };
+    let label = |c: usize| match classes.get(c) {
+        Some(name) => class_label(c, name),
+        None => c.to_string(),
+    };
+    if focus.classes.len() > 1 {
+        let bars = BarChart {
+            title: format!("linearity per class at {}", focus.name),
+            y_label: "mean linearity L".into(),
+            labels: focus.classes.iter().map(|c| label(c.class)).collect(),
+            values: focus.classes.iter().map(|c| c.summary.mean).collect(),
+            highlight: None,
+        };
+        both(out, "classes", |p| bar_chart(p, &bars))?;
+    }
+    let bins = focus.summary.histogram.counts.len().max(1);
+    let panels: Vec<(String, Vec<f64>)> = if focus.classes.len() > 1 {
+        focus.classes.iter().map(|c| (label(c.class), expand(&c.summary.histogram))).collect()
+    } else {
+        vec![(focus.name.clone(), expand(&focus.summary.histogram))]
+    };
+    let title = format!("distribution of linearity at {}", focus.name);
+    both(out, "histograms", |p| histograms(p, &title, &panels, bins))
+}
+
+/// Values that reproduce a stored histogram (each bin's count at its centre), so that saved
+/// results can be redrawn without the per-instance values.
+fn expand(h: &Histogram) -> Vec<f64> {
+    h.counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &n)| std::iter::repeat_n(0.5 * (h.edges[i] + h.edges[i + 1]), n))
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! The embedded default: a small real model and a small sample of real images, shipped in the
 //! binary so that `nnlens evaluate` runs on a fresh machine with no download. How they were made
-//! is in `cli/assets/README.md`.
+//! is in `run/assets/README.md`.
 
 /// `fashion_cnn.onnx`: the alibi linearity notebook's Keras CNN trained on Fashion-MNIST.
 pub const MODEL: &[u8] = include_bytes!("../assets/fashion_cnn.onnx");

@@ -1,32 +1,126 @@
-//! `nnlens run influence` and `nnlens run performance` (ethik) and their result files.
+//! The influence family's command line: `nnlens run influence` and `nnlens run performance`
+//! (ethik's entropic re-weighting), their result files and plots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::{Array2, ArrayView2, Axis};
-use nnlens_core::{DataSet as _, RunManifest};
-use nnlens_influence::{Influence, InfluenceMetric, Performance, PerformanceMetric, Score, Truth};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use ndarray::Array2;
+use nnlens_core::{DataSet as _, RunManifest, predict_in_batches};
 use nnlens_plots::{
     BarChart, ColourScale, LineChart, Series, bar_chart, image_heatmaps, line_chart,
 };
+use nnlens_run::charts::both;
+use nnlens_run::inputs::{class_label, class_names, load_data, load_model};
+use nnlens_run::output::{print_json, print_table, progress};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::atomic::{MANIFEST, OutDir};
-use crate::charts::both;
-use crate::inputs::{load_data, load_model};
-use crate::output::{print_json, print_table, progress};
-use crate::{Cli, Format, RunArgs};
+use crate::{Influence, InfluenceMetric, Performance, PerformanceMetric, Score, Truth};
 
-/// The features, predictions and truth of a run, and how to draw them.
-struct Inputs {
-    /// Rows x features.
-    x: Array2<f64>,
-    /// Rows x prediction columns.
-    y_pred: Array2<f64>,
-    /// Class labels (classification) or target values (regression), where known.
-    labels: Option<Vec<usize>>,
-    values: Option<Array2<f64>>,
+/// The family's name in the registries.
+pub const FAMILY: &str = "influence";
+
+/// The flags of `nnlens run influence` and `nnlens run performance`.
+#[derive(Debug, Args)]
+pub struct InfluenceArgs {
+    /// The model and the backend that runs it.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset split.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Directory for result.json, CSV files and plots.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The model's predictions [rows, classes] as an NPY file, instead of running --model.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// A table of features instead of a dataset's images: CSV with a header of feature names,
+    /// or NPY [rows, features]; needs --predictions.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// With --table: the truth for `performance`, an NPY of labels `[rows]` or values.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// The taus: a count (ethik's grid from -1 to 1, made odd) or a list `-1,0,1` (default 3
+    /// for images, 41 for tables).
+    #[arg(long, allow_hyphen_values = true)]
+    pub taus: Option<String>,
+    /// Quantile level: tau = -1 moves a feature's mean to its alpha quantile, +1 to 1 - alpha.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// `exact` (the entropic projection solved exactly, edge targets as limits) or `ethik`
+    /// (ethik 0.0.4's own stopping rule, for comparison).
+    #[arg(long, default_value = "exact")]
+    pub solver: String,
+    /// Bootstrap samples for confidence bands (0: none), drawn with --seed.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
+    /// Fraction of rows each bootstrap sample keeps.
+    #[arg(long, default_value_t = 0.8)]
+    pub sample_frac: f64,
+    /// The band's lower quantile (upper: 1 - this).
+    #[arg(long, default_value_t = 0.05)]
+    pub conf_level: f64,
+    /// For `performance`: accuracy, log-loss or mse.
+    #[arg(long = "metric", id = "score", default_value = "accuracy")]
+    pub score: String,
+}
+
+/// The influence family's runner: `influence` and `performance`.
+pub struct InfluenceRunner;
+
+nnlens_run::register_runner!(InfluenceRunner);
+
+impl Runner for InfluenceRunner {
+    fn family(&self) -> &'static str {
+        FAMILY
+    }
+
+    fn command(&self, metric: &str, base: Command) -> Command {
+        let command = InfluenceArgs::augment_args(base);
+        if metric == "performance" {
+            command
+        } else {
+            // `--metric` chooses the score of `performance`; influence has none.
+            command.mut_arg("score", |a| a.hide(true))
+        }
+    }
+
+    fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
+        run(ctx, metric, &InfluenceArgs::from_arg_matches(args)?)
+    }
+
+    fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
+        let result = &doc["result"];
+        let names: Names = serde_json::from_value(result.clone())
+            .context("not an influence or performance result")?;
+        let explanation = result["explanation"].clone();
+        match result["metric"].as_str() {
+            Some("performance") => {
+                let r: Performance =
+                    serde_json::from_value(explanation).context("not a performance result")?;
+                performance_files(out, &r, &names)
+            }
+            _ => {
+                let r: Influence =
+                    serde_json::from_value(explanation).context("not an influence result")?;
+                influence_files(out, &r, &names)
+            }
+        }
+    }
+}
+
+/// What the rows, columns and predictions of a result are called, and whether they are the
+/// pixels of images: what its files are drawn with (kept in result.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Names {
     /// The feature names.
     features: Vec<String>,
     /// The prediction columns' names.
@@ -35,26 +129,35 @@ struct Inputs {
     image: Option<(usize, usize)>,
 }
 
+/// The features, predictions and truth of a run.
+struct Inputs {
+    /// Rows x features.
+    x: Array2<f64>,
+    /// Rows x prediction columns.
+    y_pred: Array2<f64>,
+    /// Class labels (classification) or target values (regression), where known.
+    labels: Option<Vec<usize>>,
+    values: Option<Array2<f64>>,
+    names: Names,
+}
+
 /// `nnlens run influence|performance`.
-pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
+fn run(ctx: &RunContext, metric: &str, args: &InfluenceArgs) -> Result<()> {
     let t0 = Instant::now();
-    let performance = args.metric == "performance";
-    if args.activations.is_some() || args.transformations.is_some() {
-        bail!("{} takes no --activations or --transformations", args.metric);
-    }
-    let mut manifest = RunManifest::new("run", cli.seed);
+    let performance = metric == "performance";
+    let mut manifest = RunManifest::new("run", ctx.seed);
+    manifest.metric = Some(metric.to_string());
     let inputs = read_inputs(args, &mut manifest)?;
     manifest.timings_s.insert("load".into(), t0.elapsed().as_secs_f64());
-    let parameters = parameters(cli, args, inputs.image.is_some(), performance)?;
+    let parameters = parameters(ctx, args, inputs.names.image.is_some(), performance)?;
     manifest.parameters = json!({
-        "metric": args.metric,
         "parameters": parameters,
         "rows": inputs.x.nrows(),
         "features": inputs.x.ncols(),
         "classes": inputs.y_pred.ncols(),
     });
     let t = Instant::now();
-    let bar = progress(1, &args.metric, cli.quiet);
+    let bar = progress(1, metric, ctx.quiet);
     let mut dir = args.out.as_deref().map(OutDir::create).transpose()?;
     let (doc_result, summary) = if performance {
         let metric = PerformanceMetric::from_json(&parameters)?;
@@ -71,7 +174,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         )?;
         let summary = performance_summary(&result, &inputs);
         if let Some(dir) = &mut dir {
-            performance_files(dir, &result, &inputs)?;
+            performance_files(dir, &result, &inputs.names)?;
         }
         (serde_json::to_value(&result)?, summary)
     } else {
@@ -79,7 +182,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         let result = metric.explainer().influence(inputs.x.view(), inputs.y_pred.view())?;
         let summary = influence_summary(&result, &inputs);
         if let Some(dir) = &mut dir {
-            influence_files(dir, &result, &inputs)?;
+            influence_files(dir, &result, &inputs.names)?;
         }
         (serde_json::to_value(&result)?, summary)
     };
@@ -89,10 +192,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let doc = json!({
         "manifest": manifest,
         "result": {
-            "metric": args.metric,
-            "features": inputs.features,
-            "classes": inputs.classes,
-            "image": inputs.image,
+            "metric": metric,
+            "features": inputs.names.features,
+            "classes": inputs.names.classes,
+            "image": inputs.names.image,
             "explanation": doc_result,
         },
     });
@@ -100,10 +203,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         dir.manifest(MANIFEST, &doc)?;
         dir.commit()?;
     }
-    match cli.format {
+    match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            crate::out!("{}", summary.0);
+            nnlens_run::out!("{}", summary.0);
             print_table(&["feature", "class", "influence(+1) - influence(-1)"], &summary.1);
             Ok(())
         }
@@ -112,12 +215,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
 
 /// The parameters of the registered metric, from the flags.
 fn parameters(
-    cli: &Cli,
-    args: &RunArgs,
+    ctx: &RunContext,
+    o: &InfluenceArgs,
     images: bool,
     performance: bool,
 ) -> Result<serde_json::Value> {
-    let o = &args.influence;
     let taus = match &o.taus {
         None => json!(if images { 3 } else { 41 }),
         Some(t) if t.contains(',') => json!(
@@ -137,21 +239,18 @@ fn parameters(
         p["n_samples"] = json!(o.bootstrap);
         p["sample_frac"] = json!(o.sample_frac);
         p["conf_level"] = json!(o.conf_level);
-        p["seed"] = json!(cli.seed);
+        p["seed"] = json!(ctx.seed);
     }
     if performance {
         p["metric"] = json!(o.score);
     } else if o.score != "accuracy" {
         bail!("--metric is for `nnlens run performance`");
     }
-    if !args.params.is_empty() {
-        bail!("{} takes its options as flags (see `nnlens run --help`), not --param", args.metric);
-    }
     Ok(p)
 }
 
-fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
-    let o = &args.influence;
+fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Inputs> {
+    let o = args;
     if let Some(table) = &o.table {
         if args.model.model.is_some() {
             bail!("--table takes its predictions from --predictions (a model runs on images)");
@@ -180,7 +279,8 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
             files: vec![nnlens_datasets::catalog::artifact(table)?],
         });
         let classes = (0..y_pred.ncols()).map(|c| c.to_string()).collect();
-        return Ok(Inputs { x, y_pred, labels, values, features, classes, image: None });
+        let names = Names { features, classes, image: None };
+        return Ok(Inputs { x, y_pred, labels, values, names });
     }
     let data = load_data(&args.data, None)?;
     manifest.dataset = Some(data.reference.clone());
@@ -200,19 +300,18 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
             manifest.backend = Some(loaded.backend.clone());
             manifest.model = Some(loaded.artifact.clone());
             let model = loaded.model.as_ref();
-            let mut parts = Vec::new();
-            for start in (0..n).step_by(args.batch_size.max(1)) {
-                let end = (start + args.batch_size.max(1)).min(n);
-                let batch = nnlens_core::conform_input(
-                    data.data.batch(start..end)?,
-                    &model.structure().input,
-                )?;
-                let out = model.predict_output(batch.view())?;
-                let (rows, len) = (out.shape()[0], out.len());
-                parts.push(out.into_shape_with_order((rows, len / rows.max(1)))?.mapv(f64::from));
-            }
-            let views: Vec<ArrayView2<'_, f64>> = parts.iter().map(|p| p.view()).collect();
-            ndarray::concatenate(Axis(0), &views)?
+            let x = nnlens_core::conform_input(images.clone(), &model.structure().input)?;
+            let output = model.structure().output_layer().name.clone();
+            let [out] = &predict_in_batches(
+                model,
+                x.view(),
+                Some(&[output.as_str()]),
+                args.batch_size,
+            )?[..] else {
+                bail!("the model gave no output");
+            };
+            let (rows, len) = (out.shape()[0], out.len());
+            out.view().into_shape_with_order((rows, len / rows.max(1)))?.mapv(f64::from)
         }
     };
     if y_pred.nrows() != n {
@@ -220,19 +319,17 @@ fn read_inputs(args: &RunArgs, manifest: &mut RunManifest) -> Result<Inputs> {
     }
     let features =
         (0..height * width).map(|i| format!("pixel {},{}", i / width, i % width)).collect();
-    let classes = crate::inputs::class_names(&args.data.dataset, y_pred.ncols())
+    let classes = class_names(&args.data.dataset, y_pred.ncols())
         .iter()
         .enumerate()
-        .map(|(c, name)| crate::inputs::class_label(c, name))
+        .map(|(c, name)| class_label(c, name))
         .collect();
     Ok(Inputs {
         x,
         y_pred,
         labels: Some(data.data.labels().to_vec()),
         values: None,
-        features,
-        classes,
-        image: Some((height, width)),
+        names: Names { features, classes, image: Some((height, width)) },
     })
 }
 
@@ -269,8 +366,8 @@ fn influence_summary(result: &Influence, inputs: &Inputs) -> (String, Vec<Vec<St
         cells.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
         for (v, f, c) in cells.into_iter().take(10) {
             rows.push(vec![
-                inputs.features[f].clone(),
-                inputs.classes[c].clone(),
+                inputs.names.features[f].clone(),
+                inputs.names.classes[c].clone(),
                 format!("{v:.6}"),
             ]);
         }
@@ -298,13 +395,13 @@ fn performance_summary(result: &Performance, inputs: &Inputs) -> (String, Vec<Ve
             .collect();
         cells.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
         for (v, f) in cells.into_iter().take(10) {
-            rows.push(vec![inputs.features[f].clone(), "-".into(), format!("{v:.6}")]);
+            rows.push(vec![inputs.names.features[f].clone(), "-".into(), format!("{v:.6}")]);
         }
     }
     (head, rows)
 }
 
-fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Inputs) -> Result<()> {
+fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Names) -> Result<()> {
     let taus = result.projection.taus.clone().unwrap_or_default();
     out.csv("influence.csv", |w| {
         w.write_record(["tau", "feature", "class", "influence", "low", "high"])?;
@@ -343,8 +440,8 @@ fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Inputs) -> Res
             })
         }
         None => {
-            for c in 0..inputs.y_pred.ncols() {
-                let series: Vec<Series> = (0..inputs.x.ncols())
+            for c in 0..inputs.classes.len() {
+                let series: Vec<Series> = (0..inputs.features.len())
                     .map(|f| Series {
                         name: inputs.features[f].clone(),
                         points: taus
@@ -365,7 +462,7 @@ fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Inputs) -> Res
                 };
                 both(out, &format!("influence_curves_{c}"), |p| line_chart(p, &chart))?;
                 let diff = result.difference(hi, lo)?;
-                let mut order: Vec<usize> = (0..inputs.x.ncols()).collect();
+                let mut order: Vec<usize> = (0..inputs.features.len()).collect();
                 order.sort_by(|&a, &b| diff[[b, c]].abs().total_cmp(&diff[[a, c]].abs()));
                 let bars = BarChart {
                     title: format!(
@@ -384,7 +481,7 @@ fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Inputs) -> Res
     }
 }
 
-fn performance_files(out: &mut OutDir, result: &Performance, inputs: &Inputs) -> Result<()> {
+fn performance_files(out: &mut OutDir, result: &Performance, inputs: &Names) -> Result<()> {
     let taus = result.projection.taus.clone().unwrap_or_default();
     out.csv("performance.csv", |w| {
         w.write_record(["tau", "feature", "score", "low", "high"])?;
@@ -421,7 +518,7 @@ fn performance_files(out: &mut OutDir, result: &Performance, inputs: &Inputs) ->
             })
         }
         None => {
-            let series: Vec<Series> = (0..inputs.x.ncols())
+            let series: Vec<Series> = (0..inputs.features.len())
                 .map(|f| Series {
                     name: inputs.features[f].clone(),
                     points: taus

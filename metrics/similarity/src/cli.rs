@@ -1,31 +1,120 @@
-//! `nnlens run similarity` (alibi's `GradientSimilarity`) and its result files.
+//! The similarity family's command line: `nnlens run similarity` (alibi's
+//! `GradientSimilarity`), its result files and plots.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::{ArrayD, Ix2};
-use nnlens_candle::{CandleModel, CandleOptions, Precision};
-use nnlens_core::{DataSet as _, GradModel, Loss, RunManifest, Targets, conform_input};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use ndarray::{ArrayD, Axis, Ix2};
+use nnlens_core::{DataSet as _, GradModel, Loss, Precision, Targets, conform_input, in_batches};
 use nnlens_datasets::ImageDataSet;
-use nnlens_datasets::catalog::{artifact, artifact_of_bytes};
 use nnlens_plots::{BarChart, ImageCell, ImageTable, bar_chart, image_table};
-use nnlens_similarity::{Explanation, FitReport, GradientSimilarity, SimFn, SimilaritySpec};
-use rand::SeedableRng;
+use nnlens_run::charts::both;
+use nnlens_run::inputs::{
+    LoadedData, class_names, load_data, load_grad_model, random_rows, rows_of,
+};
+use nnlens_run::output::{print_json, print_table};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::atomic::{MANIFEST, OutDir};
-use crate::charts::both;
-use crate::inputs::{LoadedData, load_data};
-use crate::output::{print_json, print_table};
-use crate::{Cli, Format, RunArgs, assets};
+use crate::{Explanation, FitReport, GradientSimilarity, SimFn, SimilaritySpec};
+
+/// The family's name in the registries.
+pub const FAMILY: &str = "similarity";
 
 /// Instances explained when neither `--instances` nor `--indices` is given (the seed's).
 pub const DEFAULT_INSTANCES: usize = 5;
 /// Reference examples when neither `--reference` nor `--reference-indices` is given (the
 /// seed's).
 pub const DEFAULT_REFERENCES: usize = 1000;
+
+/// The flags of `nnlens run similarity`: the instances of --split explained are chosen with
+/// --instances (default 5) or --indices; gradients come from a backend that gives them
+/// (`--backend`, default candle).
+#[derive(Debug, Args)]
+pub struct SimilarityArgs {
+    /// The model and the backend that runs it.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset split.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory for result.json, scores.csv and the figures.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Random instances of the split to explain, drawn with --seed (default 5).
+    #[arg(long, conflicts_with = "indices")]
+    pub instances: Option<usize>,
+    /// Dataset rows to explain: `3,17,42`, or a file (NPY of integers, or text).
+    #[arg(long)]
+    pub indices: Option<String>,
+    /// Random reference images (default 1000, or the whole split if smaller), drawn with --seed.
+    #[arg(long, conflicts_with = "reference_indices")]
+    pub reference: Option<usize>,
+    /// Rows of the reference split: `3,17,42`, or a file (NPY of integers, or text).
+    #[arg(long)]
+    pub reference_indices: Option<String>,
+    /// The split the reference images come from (default train; test for the embedded sample).
+    #[arg(long)]
+    pub reference_split: Option<String>,
+    /// How gradients are compared: `grad_dot` (X Y^T), `grad_cos` (cosine) or `grad_asym_dot`
+    /// (X Y^T / |Y|^2).
+    #[arg(long, default_value = "grad_dot")]
+    pub sim_fn: String,
+    /// Most and least similar reference images listed and drawn per instance.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Recompute the reference gradients at every explain instead of storing them (storing
+    /// takes references x parameters x 4 bytes: 1.65 GB for 1000 images of the MNIST CNN).
+    #[arg(long)]
+    pub no_precompute: bool,
+    /// `cross-entropy-from-probabilities` (a softmax output: dL/dlogits = p - y, no clipping) or
+    /// `cross-entropy-from-logits`.
+    #[arg(long, default_value = "cross-entropy-from-probabilities")]
+    pub loss: String,
+    /// The class each instance's gradient is taken for: its `label`, or the class the model
+    /// `predicted` (alibi's explain(X) without Y).
+    #[arg(long, default_value = "label")]
+    pub targets: String,
+    /// Precision of the gradient backend: `f32` or `f64`.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Reference gradients computed at once (in parallel): memory of this many gradients.
+    #[arg(long, default_value_t = 32)]
+    pub gradient_batch: usize,
+}
+
+/// The similarity family's runner.
+pub struct SimilarityRunner;
+
+nnlens_run::register_runner!(SimilarityRunner);
+
+impl Runner for SimilarityRunner {
+    fn family(&self) -> &'static str {
+        FAMILY
+    }
+
+    fn command(&self, _metric: &str, base: Command) -> Command {
+        // Gradients: the default backend is the one that gives them.
+        SimilarityArgs::augment_args(base).mut_arg("backend", |a| {
+            a.default_value("candle").help(
+                "The gradient backend (one that gives per-example gradients: `nnlens backends`)",
+            )
+        })
+    }
+
+    fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
+        run(ctx, metric, &SimilarityArgs::from_arg_matches(args)?)
+    }
+
+    fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
+        let figures: Figures = serde_json::from_value(doc["result"]["figures"].clone())
+            .context("not a similarity result")?;
+        draw(out, &figures)
+    }
+}
 
 /// One drawn image of the result: where it comes from, its label, the model's prediction and
 /// its pixels (as the model sees them, row-major height x width).
@@ -53,89 +142,35 @@ struct Figures {
     by_prediction: Vec<Vec<(usize, f64)>>,
 }
 
-fn model_for(
-    cli_args: &RunArgs,
-    precision: Precision,
-) -> Result<(CandleModel, nnlens_core::ArtifactRef)> {
-    let backend = cli_args.model.backend.as_str();
-    if backend != "candle" && backend != "tract" {
-        bail!(
-            "similarity needs per-example gradients, which only the candle backend gives; \
-             --backend {backend} cannot be used (the default, tract, is replaced by candle)"
-        );
-    }
-    let options = CandleOptions { precision, threads: cli_args.model.threads };
-    Ok(match &cli_args.model.model {
-        Some(path) => {
-            if !path.is_file() {
-                bail!("model file {} does not exist", path.display());
-            }
-            (CandleModel::load_with(path, &options)?, artifact(path)?)
-        }
-        None => (
-            CandleModel::from_bytes(assets::MODEL, assets::MODEL_LABEL, &options)?,
-            artifact_of_bytes(assets::MODEL_LABEL, assets::MODEL),
-        ),
-    })
-}
-
-/// Rows from `--indices`-style text: `3,17,42`, or a file (NPY of integers, or text).
-fn rows_of(spec: &str, what: &str, len: usize, name: &str) -> Result<Vec<usize>> {
-    let rows = crate::linearity::read_indices(spec).with_context(|| format!("{what} {spec}"))?;
-    if rows.is_empty() {
-        bail!("{what}: no rows given");
-    }
-    if let Some(&r) = rows.iter().find(|&&r| r >= len) {
-        bail!("{what}: row {r} is outside the {len} samples of {name}");
-    }
-    Ok(rows)
-}
-
-/// `count` random rows of `len`, sorted, drawn with `seed`.
-fn random_rows(count: usize, len: usize, seed: u64, what: &str, name: &str) -> Result<Vec<usize>> {
-    if count == 0 {
-        bail!("{what} 0: nothing to do");
-    }
-    if count > len {
-        bail!("{what} {count} is more than the {len} samples of {name}");
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut rows = rand::seq::index::sample(&mut rng, len, count).into_vec();
-    rows.sort_unstable();
-    Ok(rows)
-}
-
 /// The model's inputs and the labels of `rows` of a dataset.
 fn inputs_of(
-    model: &CandleModel,
+    model: &dyn GradModel,
     data: &ImageDataSet,
     rows: &[usize],
 ) -> Result<(ArrayD<f32>, ArrayD<f32>, Vec<usize>)> {
     let subset = data.subset(rows)?;
     let raw = subset.batch(0..subset.len())?;
-    let x = conform_input(raw.clone(), &GradModel::structure(model).input)?;
+    let x = conform_input(raw.clone(), &model.structure().input)?;
     Ok((x, raw, subset.labels().to_vec()))
 }
 
 /// The model's class for every input, in batches.
-fn predictions(model: &CandleModel, x: &ArrayD<f32>, batch: usize) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(x.shape()[0]);
-    for start in (0..x.shape()[0]).step_by(batch.max(1)) {
-        let end = (start + batch.max(1)).min(x.shape()[0]);
-        let part = x.slice_axis(ndarray::Axis(0), (start..end).into());
-        let scores = model.output(part)?;
-        let shape = scores.shape().to_vec();
-        let scores = scores
-            .into_dimensionality::<Ix2>()
-            .ok()
-            .with_context(|| format!("the model's output {shape:?} is not class scores"))?;
-        out.extend(
-            scores
-                .outer_iter()
-                .map(|r| (0..r.len()).fold(0, |b, k| if r[k] > r[b] { k } else { b })),
-        );
-    }
-    Ok(out)
+fn predictions(model: &dyn GradModel, x: &ArrayD<f32>, batch: usize) -> Result<Vec<usize>> {
+    let [scores] = &in_batches::<nnlens_core::CoreError>(x.shape()[0], batch, |rows| {
+        Ok(vec![model.output(x.slice_axis(Axis(0), rows.into()))?])
+    })?[..] else {
+        return Ok(Vec::new());
+    };
+    let shape = scores.shape().to_vec();
+    let scores = scores
+        .view()
+        .into_dimensionality::<Ix2>()
+        .ok()
+        .with_context(|| format!("the model's output {shape:?} is not class scores"))?;
+    Ok(scores
+        .outer_iter()
+        .map(|r| (0..r.len()).fold(0, |b, k| if r[k] > r[b] { k } else { b }))
+        .collect())
 }
 
 /// The mean score of every class present among the references, best first (the seed's
@@ -155,15 +190,9 @@ fn class_means(scores: &[f64], classes: &[usize]) -> Vec<(usize, f64)> {
 }
 
 /// `nnlens run similarity`.
-pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
+fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let t0 = Instant::now();
-    let sim = &args.similarity;
-    if args.activations.is_some() || args.transformations.is_some() {
-        bail!("similarity takes no --activations or --transformations");
-    }
-    if args.linearity.per_class {
-        bail!("similarity explains --instances N or --indices ROWS; --per-class is linearity's");
-    }
+    let args = sim;
     let sim_fn: SimFn = sim.sim_fn.parse()?;
     let loss = match sim.loss.as_str() {
         "cross-entropy-from-probabilities" => Loss::CrossEntropyFromProbabilities,
@@ -173,7 +202,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
              cross-entropy-from-logits (the datasets hold class labels, not regression targets)"
         ),
     };
-    let precision: Precision = sim.precision.parse().map_err(anyhow::Error::msg)?;
+    let precision: Precision = sim.precision.parse().context("--precision")?;
     let explain_predicted = match sim.targets.as_str() {
         "label" => false,
         "predicted" => true,
@@ -189,7 +218,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     spec.validate()?;
 
     let t = Instant::now();
-    let (model, model_artifact) = model_for(args, precision)?;
+    let loaded = load_grad_model(&args.model, precision)?;
+    let model = loaded.model.as_ref();
     let data = load_data(&args.data, None)?;
     let reference_split = sim.reference_split.clone().unwrap_or_else(|| {
         if args.data.dataset == "embedded" { "test".into() } else { "train".into() }
@@ -201,12 +231,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         d.split = reference_split.clone();
         load_data(&d, None)?
     };
-    let lin = &args.linearity;
-    let (rows, rule) = match &lin.indices {
+    let (rows, rule) = match &sim.indices {
         Some(spec) => (rows_of(spec, "--indices", data.data.len(), data.data.name())?, "indices"),
         None => {
-            let n = lin.instances.unwrap_or(DEFAULT_INSTANCES);
-            (random_rows(n, data.data.len(), cli.seed, "--instances", data.data.name())?, "random")
+            let n = sim.instances.unwrap_or(DEFAULT_INSTANCES);
+            (random_rows(n, data.data.len(), ctx.seed, "--instances", data.data.name())?, "random")
         }
     };
     let (ref_rows, ref_rule) = match &sim.reference_indices {
@@ -221,7 +250,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         ),
         None => {
             let n = sim.reference.unwrap_or(DEFAULT_REFERENCES.min(reference_data.data.len()));
-            let seed = cli.seed.wrapping_add(1);
+            let seed = ctx.seed.wrapping_add(1);
             (
                 random_rows(
                     n,
@@ -234,8 +263,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
             )
         }
     };
-    let (x, x_raw, labels) = inputs_of(&model, &data.data, &rows)?;
-    let (r, r_raw, ref_labels) = inputs_of(&model, &reference_data.data, &ref_rows)?;
+    let (x, x_raw, labels) = inputs_of(model, &data.data, &rows)?;
+    let (r, r_raw, ref_labels) = inputs_of(model, &reference_data.data, &ref_rows)?;
     let classes = model.structure().output_layer().number_activations();
     if let Some(&l) = labels.iter().chain(&ref_labels).find(|&&l| l >= classes) {
         bail!("label {l} is outside the model's {classes} classes: is this the model's dataset?");
@@ -243,11 +272,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let load_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let predicted = predictions(&model, &x, 256)?;
-    let ref_predicted = predictions(&model, &r, 256)?;
+    let predicted = predictions(model, &x, 256)?;
+    let ref_predicted = predictions(model, &r, 256)?;
     let predict_s = t.elapsed().as_secs_f64();
 
-    let mut gs = GradientSimilarity::new(&model, spec.clone())?;
+    let mut gs = GradientSimilarity::new(model, spec.clone())?;
     tracing::info!(
         references = ref_rows.len(),
         dataset = reference_data.data.name(),
@@ -261,12 +290,12 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let explanation: Explanation = gs.explain(x.view(), targets)?;
     let explain_s = t.elapsed().as_secs_f64();
 
-    let mut manifest = RunManifest::new("run", cli.seed);
-    manifest.backend = Some("candle".into());
-    manifest.model = Some(model_artifact);
+    let mut manifest = nnlens_core::RunManifest::new("run", ctx.seed);
+    manifest.metric = Some(metric.to_string());
+    manifest.backend = Some(loaded.backend.clone());
+    manifest.model = Some(loaded.artifact.clone());
     manifest.dataset = Some(data.reference.clone());
     manifest.parameters = json!({
-        "metric": "similarity",
         "similarity": spec,
         "precision": precision.as_str(),
         "targets": sim.targets,
@@ -279,7 +308,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     manifest.timings_s.insert("fit".into(), fit.seconds);
     manifest.timings_s.insert("explain".into(), explain_s);
 
-    let class_names = crate::inputs::class_names(&args.data.dataset, classes);
+    let class_names = class_names(&args.data.dataset, classes);
     let (height, width) = image_size(data.data.data_shape());
     let pixels = |raw: &ArrayD<f32>, i: usize| -> Vec<f32> {
         raw.index_axis(ndarray::Axis(0), i).iter().copied().collect()
@@ -323,7 +352,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let doc = json!({
         "manifest": manifest,
         "result": {
-            "metric": "similarity",
+            "metric": metric,
             "sim_fn": sim_fn,
             "class_names": class_names,
             "fit": fit,
@@ -343,7 +372,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         tracing::info!(out = %out.display(), seconds = t.elapsed().as_secs_f64(), "wrote the result files");
     }
     tracing::info!(seconds = t0.elapsed().as_secs_f64(), "similarity done");
-    match cli.format {
+    match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
             print_summary(&figures, &fit, explain_s);
@@ -476,7 +505,7 @@ fn draw(out: &mut OutDir, figures: &Figures) -> Result<()> {
 }
 
 fn print_summary(figures: &Figures, fit: &FitReport, explain_s: f64) {
-    crate::out!(
+    nnlens_run::out!(
         "{} references x {} parameters: fit {:.2} s ({}), explain {:.2} s",
         fit.references,
         fit.parameters,
@@ -513,13 +542,6 @@ fn print_summary(figures: &Figures, fit: &FitReport, explain_s: f64) {
         ],
         &rows,
     );
-}
-
-/// Redraws the plots of a saved similarity result.
-pub fn plot(result: &serde_json::Value, out: &mut OutDir, path: &Path) -> Result<()> {
-    let figures: Figures = serde_json::from_value(result["figures"].clone())
-        .with_context(|| format!("{}: not a similarity result", path.display()))?;
-    draw(out, &figures)
 }
 
 #[cfg(test)]

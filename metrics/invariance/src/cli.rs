@@ -1,30 +1,179 @@
-//! `nnlens run <invariance measure>`, `nnlens analyze` and their result files.
+//! The invariance family's command line: `nnlens run <measure>` (every registered measure of
+//! this crate), `nnlens analyze`, and their result files and plots.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::{ArgMatches, Args, Command, FromArgMatches, ValueEnum};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use nnlens_core::{LayerStructure, RunManifest, TransformationsDataSet as _};
 use nnlens_datasets::npy::read_npy_f64;
-use nnlens_invariance::{
-    ActivationTransformations, Analyzer, AnalyzerRow, ArraySource, MeasureResult, MeasureSpec,
-    ModelSource, Roll, compute,
-};
+use nnlens_plots::{BarChart, ColourScale, Heatmap, Scatter, bar_chart, heatmap, scatter};
+use nnlens_run::args::parse_params;
+use nnlens_run::charts::both;
+use nnlens_run::inputs::{load_data, load_model};
+use nnlens_run::output::{print_json, print_table, progress};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
 use nnlens_transforms::{
     Fill, ImageTransformationsDataSet, Interpolation, Resample, TransformationSet,
 };
 use serde_json::json;
 
-use crate::atomic::{MANIFEST, OutDir};
-use crate::inputs::{load_data, load_model};
-use crate::output::{print_json, print_table, progress};
-use crate::{AnalyzeArgs, Cli, Format, Interp, RunArgs, charts};
+use crate::{
+    ActivationTransformations, Analyzer, AnalyzerRow, ArraySource, Convention, MeasureResult,
+    MeasureSpec, ModelSource, Roll, compute,
+};
+
+/// The family's name in the registries.
+pub const FAMILY: &str = "invariance";
 
 /// Samples used when `--samples` is not given.
 pub const DEFAULT_SAMPLES: usize = 1000;
 
-/// The measure named on the command line, with its `--param`s.
+/// Image interpolation of transformations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Interp {
+    /// Bilinear (Keras' and PyTorch's default).
+    Bilinear,
+    /// Nearest pixel.
+    Nearest,
+}
+
+/// The flags of `nnlens run <measure>`.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// The model and the backend that runs it.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset split.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The transformations (columns of the samples x transformations matrix), a set spec:
+    /// `rotation:n=8`, `translation:dx=-2..2,dy=-2..2,step=2`, `A*B`, `A+B`
+    /// (`nnlens transformations SPEC` lists them).
+    #[arg(long)]
+    pub transformations: Option<String>,
+    /// Interpolation of transformed images (and of inverse-transformed feature maps).
+    #[arg(long, value_enum, default_value_t = Interp::Bilinear)]
+    pub interpolation: Interp,
+    /// What is read outside an image: `edge` (nearest edge pixel) or a constant value.
+    #[arg(long, default_value = "edge")]
+    pub fill: String,
+    /// Layers to measure (names or tensor names), comma separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Inputs per model call (memory grows with it: one block of about this many inputs'
+    /// activations is held at a time).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Measure precomputed activations instead of a model: an NPY array
+    /// A[sample, transformation, ...activation] of one layer.
+    #[arg(long)]
+    pub activations: Option<PathBuf>,
+    /// With --activations: the layer's name (default: the file's stem).
+    #[arg(long)]
+    pub layer_name: Option<String>,
+    /// With --activations: the channel axis of feature maps (an axis of the activation, e.g. 0
+    /// for (C, H, W)).
+    #[arg(long)]
+    pub channel_axis: Option<usize>,
+    /// With --activations: the transformations of the columns, for same-equivariance and the
+    /// measures that need the identity: `roll` (column t = circular shift by +t along the last
+    /// axis) or a set spec applied to the activation maps.
+    #[arg(long)]
+    pub inverse: Option<String>,
+    /// A measure parameter KEY=VALUE (repeatable): average_feature_maps=true, alpha=0.95,
+    /// bonferroni=false, keep_shape=true, normalize=true, sign=-1.
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Directory for result.json, CSV files and plots.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The flags of `nnlens analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The measure (an invariance metric; its model total is plotted).
+    pub metric: String,
+    /// The model and the backend that runs it.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset split.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Transformations per group.
+    #[arg(long, default_value_t = 8)]
+    pub n: usize,
+    /// Interpolation of transformed images.
+    #[arg(long, value_enum, default_value_t = Interp::Bilinear)]
+    pub interpolation: Interp,
+    /// What is read outside an image: `edge` or a constant value.
+    #[arg(long, default_value = "edge")]
+    pub fill: String,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// A measure parameter KEY=VALUE (repeatable).
+    #[arg(short = 'p', long = "param")]
+    pub params: Vec<String>,
+    /// Directory for result.json, analysis.csv and the scatter plot.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The invariance family's runner.
+pub struct InvarianceRunner;
+
+nnlens_run::register_runner!(InvarianceRunner);
+
+impl Runner for InvarianceRunner {
+    fn family(&self) -> &'static str {
+        FAMILY
+    }
+
+    fn command(&self, _metric: &str, base: Command) -> Command {
+        MeasureArgs::augment_args(base)
+    }
+
+    fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
+        let args = MeasureArgs::from_arg_matches(args)?;
+        run(ctx, metric, &args)
+    }
+
+    fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
+        let result = &doc["result"];
+        if let Some(groups) = result.get("groups") {
+            let rows: Vec<AnalyzerRow> =
+                serde_json::from_value(groups.clone()).context("not an analysis result")?;
+            let measure = result["measure"].as_str().unwrap_or("measure");
+            return analysis_chart(out, measure, &rows);
+        }
+        let measure: MeasureResult =
+            serde_json::from_value(result.clone()).context("not a measure result")?;
+        measure_charts(out, &measure)
+    }
+
+    fn commands(&self) -> Vec<Command> {
+        let analyze = AnalyzeArgs::augment_args(Command::new("analyze"));
+        vec![analyze.about(
+            "The seed package's Analyzer: a measure and the accuracy for every transformation group",
+        )]
+    }
+
+    fn run_command(&self, name: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
+        match name {
+            "analyze" => analyze(ctx, &AnalyzeArgs::from_arg_matches(args)?),
+            other => bail!("the invariance family has no command '{other}'"),
+        }
+    }
+}
+
+/// The measure `name` with its `--param`s.
+///
+/// # Errors
+/// An unknown name, bad parameters, a metric of another family.
 pub fn measure_spec(name: &str, params: &[String]) -> Result<MeasureSpec> {
     let entry = nnlens_core::metric(name)?;
     let parameters = parse_params(params)?;
@@ -34,19 +183,6 @@ pub fn measure_spec(name: &str, params: &[String]) -> Result<MeasureSpec> {
         .downcast_ref::<MeasureSpec>()
         .cloned()
         .with_context(|| format!("'{name}' is not an invariance measure"))
-}
-
-/// `key=value` pairs as a JSON object; values are JSON (`true`, `0.8`) or else strings.
-pub fn parse_params(params: &[String]) -> Result<serde_json::Value> {
-    let mut map = serde_json::Map::new();
-    for p in params {
-        let Some((k, v)) = p.split_once('=') else {
-            bail!("--param '{p}' is not key=value");
-        };
-        let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
-        map.insert(k.trim().replace('-', "_"), value);
-    }
-    Ok(if map.is_empty() { serde_json::Value::Null } else { serde_json::Value::Object(map) })
 }
 
 fn resample(interpolation: Interp, fill: &str) -> Result<Resample> {
@@ -80,9 +216,9 @@ impl SetOnActivations {
         inverse: bool,
         a: ArrayViewD<'_, f64>,
         mut out: ArrayViewMutD<'_, f64>,
-    ) -> nnlens_invariance::Result<()> {
+    ) -> crate::Result<()> {
         let transformation = self.set.get(t).ok_or_else(|| {
-            nnlens_invariance::InvarianceError::Invalid(format!(
+            crate::InvarianceError::Invalid(format!(
                 "column {t} has no transformation: the set '{}' has {}",
                 self.set.spec,
                 self.set.len()
@@ -93,7 +229,7 @@ impl SetOnActivations {
         let single = a.mapv(|v| v as f32);
         let moved = transformation
             .apply(single.view(), layer.channel_axis, self.resample)
-            .map_err(|e| nnlens_invariance::InvarianceError::Invalid(e.to_string()))?;
+            .map_err(|e| crate::InvarianceError::Invalid(e.to_string()))?;
         out.zip_mut_with(&moved, |o, &m| *o = f64::from(m));
         Ok(())
     }
@@ -114,7 +250,7 @@ impl ActivationTransformations for SetOnActivations {
         t: usize,
         a: ArrayViewD<'_, f64>,
         out: ArrayViewMutD<'_, f64>,
-    ) -> nnlens_invariance::Result<()> {
+    ) -> crate::Result<()> {
         self.apply(layer, t, true, a, out)
     }
 
@@ -124,25 +260,27 @@ impl ActivationTransformations for SetOnActivations {
         t: usize,
         a: ArrayViewD<'_, f64>,
         out: ArrayViewMutD<'_, f64>,
-    ) -> nnlens_invariance::Result<()> {
+    ) -> crate::Result<()> {
         self.apply(layer, t, false, a, out)
     }
 }
 
-/// `nnlens run <invariance measure>`.
-pub fn run(cli: &Cli, args: &RunArgs, spec: MeasureSpec) -> Result<()> {
+/// `nnlens run <measure>`.
+fn run(ctx: &RunContext, metric: &str, args: &MeasureArgs) -> Result<()> {
+    let spec = measure_spec(metric, &args.params)?;
     let t0 = Instant::now();
-    let mut manifest = RunManifest::new("run", cli.seed);
+    let mut manifest = RunManifest::new("run", ctx.seed);
     let result = match &args.activations {
         Some(path) => run_on_activations(args, &spec, path, &mut manifest)?,
-        None => run_on_model(cli, args, &spec, &mut manifest)?,
+        None => run_on_model(ctx, args, &spec, &mut manifest)?,
     };
+    manifest.metric = Some(metric.to_string());
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
     let doc = json!({ "manifest": manifest, "result": result });
     if let Some(out) = &args.out {
         write_result_files(out, &doc, &result)?;
     }
-    match cli.format {
+    match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
             print_result(&result);
@@ -152,7 +290,7 @@ pub fn run(cli: &Cli, args: &RunArgs, spec: MeasureSpec) -> Result<()> {
 }
 
 fn run_on_activations(
-    args: &RunArgs,
+    args: &MeasureArgs,
     spec: &MeasureSpec,
     path: &Path,
     manifest: &mut RunManifest,
@@ -185,7 +323,6 @@ fn run_on_activations(
     }
     manifest.timings_s.insert("load".into(), t.elapsed().as_secs_f64());
     manifest.parameters = json!({
-        "measure": spec.kind.name(),
         "measure_parameters": spec.relevant_parameters(),
         "source": source_description(&source),
         "channel_axis": args.channel_axis,
@@ -197,13 +334,13 @@ fn run_on_activations(
     Ok(result)
 }
 
-fn source_description(source: &dyn nnlens_invariance::StSource) -> serde_json::Value {
+fn source_description(source: &dyn crate::StSource) -> serde_json::Value {
     source.describe()
 }
 
 fn run_on_model(
-    cli: &Cli,
-    args: &RunArgs,
+    ctx: &RunContext,
+    args: &MeasureArgs,
     spec: &MeasureSpec,
     manifest: &mut RunManifest,
 ) -> Result<MeasureResult> {
@@ -230,7 +367,7 @@ fn run_on_model(
     manifest.timings_s.insert("load".into(), t.elapsed().as_secs_f64());
     let layers: Vec<&str> = args.layers.iter().map(String::as_str).collect();
     let cells = data.data.len() * dataset.number_of_transformations() * spec.kind.passes();
-    let bar = progress(cells as u64, spec.kind.name(), cli.quiet);
+    let bar = progress(cells as u64, spec.kind.name(), ctx.quiet);
     let t = Instant::now();
     let result = {
         let mut source = ModelSource::new(model.model.as_ref(), &mut dataset)
@@ -247,12 +384,11 @@ fn run_on_model(
     manifest.model = Some(model.artifact.clone());
     manifest.dataset = Some(data.reference.clone());
     manifest.parameters = json!({
-        "measure": spec.kind.name(),
         "measure_parameters": spec.relevant_parameters(),
         "transformations": set_description,
         "layers": result.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
         "batch_size": args.batch_size,
-        "pixel_scale": format!("{:?}", args.data.pixel_scale).to_lowercase(),
+        "pixel_scale": args.data.pixel_scale.as_str(),
     });
     Ok(result)
 }
@@ -262,7 +398,7 @@ fn number(v: f64) -> String {
 }
 
 fn print_result(result: &MeasureResult) {
-    crate::out!(
+    nnlens_run::out!(
         "{} ({} samples x {} transformations)",
         result.measure,
         result.samples,
@@ -281,14 +417,14 @@ fn print_result(result: &MeasureResult) {
         })
         .collect();
     print_table(&["layer", "value", "values shape", "features"], &rows);
-    crate::out!("total  {}", number(result.total));
+    nnlens_run::out!("total  {}", number(result.total));
     if !result.skipped_layers.is_empty() {
-        crate::out!("(no feature maps, left out: {})", result.skipped_layers.join(", "));
+        nnlens_run::out!("(no feature maps, left out: {})", result.skipped_layers.join(", "));
     }
 }
 
 /// Writes result.json, layers.csv, features.csv and the plots of a measure into `out`,
-/// atomically (see [`crate::atomic`]).
+/// atomically (see [`nnlens_run::atomic`]).
 pub fn write_result_files(
     out: &Path,
     doc: &serde_json::Value,
@@ -307,7 +443,7 @@ pub fn write_result_files(
         ])?;
         for l in &result.layers {
             let mean = |v: &Option<Vec<f64>>| {
-                v.as_ref().map_or(String::new(), |v| nnlens_invariance::plain_mean(v).to_string())
+                v.as_ref().map_or(String::new(), |v| crate::plain_mean(v).to_string())
             };
             csv.write_record([
                 l.name.clone(),
@@ -337,12 +473,12 @@ pub fn write_result_files(
         }
         Ok(())
     })?;
-    charts::measure_charts(&mut dir, result)?;
+    measure_charts(&mut dir, result)?;
     dir.commit()
 }
 
 /// `nnlens analyze`.
-pub fn analyze(cli: &Cli, args: &AnalyzeArgs) -> Result<()> {
+fn analyze(ctx: &RunContext, args: &AnalyzeArgs) -> Result<()> {
     let t0 = Instant::now();
     let spec = measure_spec(&args.metric, &args.params)?;
     if args.n == 0 {
@@ -360,15 +496,13 @@ pub fn analyze(cli: &Cli, args: &AnalyzeArgs) -> Result<()> {
     let analyzer = Analyzer::new(model.model.as_ref(), &dataset, &labels, spec.clone())?
         .with_batch_size(args.batch_size);
     let groups = dataset.number_of_groups();
-    let bar = progress(groups as u64, "analyze (groups)", cli.quiet);
+    let bar = progress(groups as u64, "analyze (groups)", ctx.quiet);
     let rows = analyzer.run(args.n, |g| bar.set_position(g as u64))?;
     bar.finish_and_clear();
-    let mut manifest = RunManifest::new("analyze", cli.seed);
-    manifest.backend = Some(model.backend.clone());
-    manifest.model = Some(model.artifact.clone());
+    let mut manifest = model.manifest("analyze", ctx);
+    manifest.metric = Some(args.metric.clone());
     manifest.dataset = Some(data.reference.clone());
     manifest.parameters = json!({
-        "measure": spec.kind.name(),
         "measure_parameters": spec.relevant_parameters(),
         "n": args.n,
         "resample": resample,
@@ -385,10 +519,14 @@ pub fn analyze(cli: &Cli, args: &AnalyzeArgs) -> Result<()> {
         write_analysis_files(&mut dir, spec.kind.name(), &rows)?;
         dir.commit()?;
     }
-    match cli.format {
+    match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            crate::out!("{} vs accuracy, {} transformations per group", spec.kind.name(), args.n);
+            nnlens_run::out!(
+                "{} vs accuracy, {} transformations per group",
+                spec.kind.name(),
+                args.n
+            );
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -421,41 +559,54 @@ pub fn write_analysis_files(out: &mut OutDir, measure: &str, rows: &[AnalyzerRow
         }
         Ok(())
     })?;
-    charts::analysis_chart(out, measure, rows)
+    analysis_chart(out, measure, rows)
 }
 
-/// `nnlens plot DIR`: redraws the plots of a saved result.
-pub fn plot(dir: &Path, out: Option<&PathBuf>) -> Result<()> {
-    let path = dir.join("result.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let Some(result) = doc.get("result").filter(|r| r.is_object()) else {
-        bail!(
-            "{} is not a result nnlens wrote (no \"result\" object); give a directory that \
-             `nnlens run` or `nnlens analyze` wrote with --out",
-            path.display()
-        );
+/// A measure's plots: the value of every layer (bar chart), and for feature layers the value
+/// of every feature map (heatmap, one row per layer).
+pub fn measure_charts(out: &mut OutDir, result: &MeasureResult) -> Result<()> {
+    let rule = match result.convention {
+        Convention::Tmeasures => "mean of finite values",
+        Convention::Seed => "mean",
     };
-    let mut out = OutDir::create(out.map_or(dir, PathBuf::as_path))?;
-    if result["metric"] == "linearity" {
-        crate::linearity::plot(result, &mut out, &path)?;
-        return out.commit();
+    let bars = BarChart {
+        title: format!(
+            "{} per layer ({} samples x {} transformations; total {:.4})",
+            result.measure, result.samples, result.transformations, result.total
+        ),
+        y_label: format!("{} ({rule})", result.measure),
+        labels: result.layers.iter().map(|l| l.name.clone()).collect(),
+        values: result.layers.iter().map(|l| l.value).collect(),
+        highlight: None,
+    };
+    both(out, "layers", |p| bar_chart(p, &bars))?;
+    let rows: Vec<(String, Vec<f64>)> = result
+        .layers
+        .iter()
+        .filter_map(|l| l.features.as_ref().map(|f| (l.name.clone(), f.clone())))
+        .collect();
+    if !rows.is_empty() {
+        let map = Heatmap {
+            title: format!("{} per feature map", result.measure),
+            x_label: "feature map".into(),
+            rows,
+            scale: ColourScale::Sequential,
+        };
+        both(out, "features", |p| heatmap(p, &map))?;
     }
-    if result["metric"] == "similarity" {
-        crate::similarity::plot(result, &mut out, &path)?;
-        return out.commit();
-    }
-    if let Some(groups) = result.get("groups") {
-        let rows: Vec<AnalyzerRow> = serde_json::from_value(groups.clone())
-            .with_context(|| format!("{}: not an analysis result", path.display()))?;
-        let measure = result["measure"].as_str().unwrap_or("measure");
-        charts::analysis_chart(&mut out, measure, &rows)?;
-        return out.commit();
-    }
-    let measure: MeasureResult = serde_json::from_value(result.clone())
-        .with_context(|| format!("{}: not a measure result", path.display()))?;
-    charts::measure_charts(&mut out, &measure)?;
-    out.commit()
+    Ok(())
+}
+
+/// The Analyzer's scatter plot: the measure against the accuracy, one point per group.
+pub fn analysis_chart(out: &mut OutDir, measure: &str, rows: &[AnalyzerRow]) -> Result<()> {
+    let plot = Scatter {
+        title: format!("{measure} vs accuracy per transformation group"),
+        x_label: measure.to_string(),
+        y_label: "accuracy on the transformed samples".into(),
+        points: rows
+            .iter()
+            .map(|r| (r.measure, r.accuracy, format!("group {}", r.group)))
+            .collect(),
+    };
+    both(out, "analysis", |p| scatter(p, &plot))
 }

@@ -1,3 +1,5 @@
+//! # nnlens-bench
+//!
 //! `nnlens bench`: inference throughput of every backend on one model, side by side.
 //!
 //! Every configuration (tract on one thread as the reference, each backend, and optionally
@@ -5,6 +7,8 @@
 //! turn (each round starting one later), and the median round is reported with the slowest and
 //! fastest. Interleaving keeps a drift of the machine's speed from favouring whichever
 //! configuration ran first, and the rotation keeps any from always following the same one.
+
+#![warn(missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -16,9 +20,39 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::inputs::{LoadedModel, load_model_from};
-use crate::output::{print_json, print_table};
-use crate::{BenchArgs, Cli, Format};
+use clap::Args;
+use nnlens_run::args::parse_threads;
+use nnlens_run::inputs::{LoadedModel, load_model_from};
+use nnlens_run::output::{print_json, print_table};
+use nnlens_run::{Format, RunContext};
+
+/// The flags of `nnlens bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The ONNX model (default: the embedded Fashion-MNIST CNN).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Backends to measure, comma separated (default: every compiled-in backend usable here).
+    #[arg(long, value_delimiter = ',')]
+    pub backend: Vec<String>,
+    /// Worker threads of each backend (default: each backend's own, all cores).
+    #[arg(long, value_parser = parse_threads)]
+    pub threads: Option<usize>,
+    /// Inputs per model call.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Inputs to run through each backend (rounded up to whole batches in every round).
+    #[arg(long, default_value_t = 20_000)]
+    pub images: usize,
+    /// Rounds: every configuration runs its share of the inputs once per round, in turn, and
+    /// the median round is reported, so that a machine whose speed drifts affects all alike.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Also measure the Python onnxruntime of this interpreter (`pip install onnxruntime
+    /// numpy`) on the same model, batch and thread count, in the same rounds.
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
+}
 
 /// One measured configuration.
 #[derive(Debug, Serialize)]
@@ -61,8 +95,12 @@ impl Runner {
     }
 }
 
-/// `nnlens bench`.
-pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
+/// `nnlens bench`: measures, then prints the table (or JSON) of every configuration.
+///
+/// # Errors
+/// Counts of 0, a backend or model that cannot be loaded, a Python that cannot run
+/// onnxruntime.
+pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     if args.batch == 0 || args.images == 0 || args.rounds == 0 {
         bail!("--batch, --images and --rounds must be at least 1");
     }
@@ -92,7 +130,7 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         let model = match &args.model {
             Some(path) => path.clone(),
             None => {
-                _embedded = TempModel::write(crate::assets::MODEL)?;
+                _embedded = TempModel::write(nnlens_run::assets::MODEL)?;
                 _embedded.path.clone()
             }
         };
@@ -185,10 +223,10 @@ struct TempModel {
 impl TempModel {
     fn write(bytes: &[u8]) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("nnlens-bench-{}.onnx", std::process::id()));
-        crate::atomic::track_temp(&path);
+        nnlens_run::atomic::track_temp(&path);
         if let Err(e) = std::fs::write(&path, bytes) {
             let _ = std::fs::remove_file(&path);
-            crate::atomic::forget_temp(&path);
+            nnlens_run::atomic::forget_temp(&path);
             return Err(e).with_context(|| format!("cannot write {}", path.display()));
         }
         Ok(Self { path })
@@ -198,7 +236,7 @@ impl TempModel {
 impl Drop for TempModel {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-        crate::atomic::forget_temp(&self.path);
+        nnlens_run::atomic::forget_temp(&self.path);
     }
 }
 
