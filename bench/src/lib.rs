@@ -74,23 +74,23 @@ struct Row {
 }
 
 /// What runs the batches of one configuration.
-enum Runner {
+enum Engine {
     Model { loaded: LoadedModel, x: ArrayD<f32> },
     Python(PythonOrt),
 }
 
-impl Runner {
+impl Engine {
     /// Runs `batches` batches; returns the seconds they took.
     fn time(&mut self, batches: usize) -> Result<f64> {
         match self {
-            Runner::Model { loaded, x } => {
+            Engine::Model { loaded, x } => {
                 let t = Instant::now();
                 for _ in 0..batches {
                     std::hint::black_box(loaded.model.predict_output(x.view())?);
                 }
                 Ok(t.elapsed().as_secs_f64())
             }
-            Runner::Python(python) => python.time(batches),
+            Engine::Python(python) => python.time(batches),
         }
     }
 }
@@ -114,7 +114,7 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
         args.backend.clone()
     };
     // The reference: tract on one thread, then every backend with its thread setting.
-    let mut configs: Vec<(String, Option<usize>, Runner)> = Vec::new();
+    let mut configs: Vec<(String, Option<usize>, Engine)> = Vec::new();
     let mut names: Vec<(String, Option<usize>)> = vec![("tract".into(), Some(1))];
     names.extend(backends.iter().map(|b| (b.clone(), args.threads)));
     for (backend, threads) in names {
@@ -123,7 +123,7 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
         shape.extend_from_slice(&loaded.model.structure().input.shape);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
         let x = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.random::<f32>());
-        configs.push((backend, threads, Runner::Model { loaded, x }));
+        configs.push((backend, threads, Engine::Model { loaded, x }));
     }
     let _embedded;
     if let Some(python) = &args.python {
@@ -134,12 +134,12 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
                 _embedded.path.clone()
             }
         };
-        let runner = PythonOrt::start(python, &model, args.batch, args.threads, cli.seed)?;
-        configs.push(("onnxruntime (python)".into(), args.threads, Runner::Python(runner)));
+        let engine = PythonOrt::start(python, &model, args.batch, args.threads, cli.seed)?;
+        configs.push(("onnxruntime (python)".into(), args.threads, Engine::Python(engine)));
     }
     // Warm-up: plan optimisation, allocations, thread pools.
-    for (_, _, runner) in &mut configs {
-        runner.time(1)?;
+    for (_, _, engine) in &mut configs {
+        engine.time(1)?;
     }
     let batches = args.images.div_ceil(args.batch).div_ceil(args.rounds).max(1);
     let images = batches * args.batch;
@@ -149,8 +149,8 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
         // Each round starts one configuration later, so that none always follows the same one
         // (an engine's threads may still spin, or the CPU may still be hot, from the previous).
         for i in (0..n).map(|k| (round + k) % n) {
-            let (backend, threads, runner) = &mut configs[i];
-            let rate = images as f64 / runner.time(batches)?;
+            let (backend, threads, engine) = &mut configs[i];
+            let rate = images as f64 / engine.time(batches)?;
             tracing::info!(backend, ?threads, round, rate, "measured");
             rates[i].push(rate);
         }

@@ -136,8 +136,8 @@ impl std::str::FromStr for Precision {
 pub struct BackendOptions {
     /// Worker threads (`None`: the backend's default, all cores).
     pub threads: Option<usize>,
-    /// The precision (backends that compute only in `f32` ignore `F64` where they say so in
-    /// their description; the gradient backends honour it).
+    /// The precision. candle honours it; tract and ONNX Runtime compute in the model's own
+    /// types and ignore it.
     pub precision: Precision,
 }
 

@@ -78,13 +78,7 @@ pub fn load_model_from(
     let entry = nnlens_core::backend(backend)?;
     usable(entry)?;
     let options = BackendOptions { threads, ..BackendOptions::default() };
-    let (model, artifact) = match model_file(path)? {
-        Some(path) => ((entry.load)(path, &options)?, artifact(path)?),
-        None => (
-            (entry.load_bytes)(assets::MODEL, assets::MODEL_LABEL, &options)?,
-            artifact_of_bytes(assets::MODEL_LABEL, assets::MODEL),
-        ),
-    };
+    let (model, artifact) = load_file_or_embedded(path, &options, entry.load, entry.load_bytes)?;
     Ok(LoadedModel { model, artifact, backend: backend.to_string() })
 }
 
@@ -104,14 +98,26 @@ pub fn load_grad_model(args: &ModelArgs, precision: Precision) -> Result<LoadedG
     let (entry, loaders) = nnlens_core::grad_backend(&args.backend)?;
     usable(entry)?;
     let options = BackendOptions { threads: args.threads, precision };
-    let (model, artifact) = match model_file(args.model.as_deref())? {
-        Some(path) => ((loaders.load)(path, &options)?, artifact(path)?),
+    let (model, artifact) =
+        load_file_or_embedded(args.model.as_deref(), &options, loaders.load, loaders.load_bytes)?;
+    Ok(LoadedGradModel { model, artifact, backend: entry.name.to_string() })
+}
+
+/// The model file `path` loaded with `load`, or the embedded model with `load_bytes`, and
+/// what it was loaded from.
+fn load_file_or_embedded<M>(
+    path: Option<&Path>,
+    options: &BackendOptions,
+    load: fn(&Path, &BackendOptions) -> nnlens_core::Result<M>,
+    load_bytes: fn(&[u8], &str, &BackendOptions) -> nnlens_core::Result<M>,
+) -> Result<(M, ArtifactRef)> {
+    Ok(match model_file(path)? {
+        Some(path) => (load(path, options)?, artifact(path)?),
         None => (
-            (loaders.load_bytes)(assets::MODEL, assets::MODEL_LABEL, &options)?,
+            load_bytes(assets::MODEL, assets::MODEL_LABEL, options)?,
             artifact_of_bytes(assets::MODEL_LABEL, assets::MODEL),
         ),
-    };
-    Ok(LoadedGradModel { model, artifact, backend: entry.name.to_string() })
+    })
 }
 
 /// A dataset split ready to use, and what it was read from.

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
-use ndarray::Array2;
-use nnlens_core::{DataSet as _, RunManifest, predict_in_batches};
+use ndarray::{Array2, ArrayD};
+use nnlens_core::{DataSet as _, RunManifest, conform_input, in_batches};
 use nnlens_plots::{
     BarChart, ColourScale, LineChart, Series, bar_chart, image_heatmaps, line_chart,
 };
@@ -285,10 +285,11 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
     let data = load_data(&args.data, None)?;
     manifest.dataset = Some(data.reference.clone());
     let n = data.data.len();
-    let images = data.data.batch(0..n)?;
     let shape = data.data.data_shape().to_vec();
     let (height, width) = (shape[0], shape[1]);
-    let x: Array2<f64> = images
+    let x: Array2<f64> = data
+        .data
+        .batch(0..n)?
         .mapv(f64::from)
         .into_shape_with_order((n, shape.iter().product::<usize>()))
         .context("flattening the images")?;
@@ -300,14 +301,12 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
             manifest.backend = Some(loaded.backend.clone());
             manifest.model = Some(loaded.artifact.clone());
             let model = loaded.model.as_ref();
-            let x = nnlens_core::conform_input(images.clone(), &model.structure().input)?;
-            let output = model.structure().output_layer().name.clone();
-            let [out] = &predict_in_batches(
-                model,
-                x.view(),
-                Some(&[output.as_str()]),
-                args.batch_size,
-            )?[..] else {
+            // Each batch shaped for the model as it goes in: no second copy of every image.
+            let input = &model.structure().input;
+            let [out] = &in_batches(n, args.batch_size, |rows| -> Result<Vec<ArrayD<f32>>> {
+                let batch = conform_input(data.data.batch(rows)?, input)?;
+                Ok(vec![model.predict_output(batch.view())?])
+            })?[..] else {
                 bail!("the model gave no output");
             };
             let (rows, len) = (out.shape()[0], out.len());
