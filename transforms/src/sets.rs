@@ -211,6 +211,11 @@ impl TransformationSet {
                     ));
                 }
                 let (xs, ys) = (steps(spec, dx, step)?, steps(spec, dy, step)?);
+                // Each axis is within the bound; their grid must be too, before it is built.
+                let grid = xs.len() as u128 * ys.len() as u128;
+                if grid > MAX_TRANSFORMATIONS as u128 {
+                    return Err(too_many(spec, "the grid of dx and dy would", grid));
+                }
                 ys.iter()
                     .flat_map(|&y| xs.iter().map(move |&x| Transformation::translation(x, y)))
                     .collect()
@@ -415,6 +420,8 @@ mod tests {
             // Each atom is allowed, not their product or union.
             "rotation:n=1000*rotation:n=1000".into(),
             format!("identity:n={max}+hflip"),
+            // Each axis is allowed, not their grid (113 x 80113 shifts: found by the fuzzer).
+            "translation:dx=0..112,dy=0..80112".into(),
         ] {
             let e = TransformationSet::parse(&spec).unwrap_err().to_string();
             assert!(e.contains("more than the 100000"), "{spec}: {e}");
