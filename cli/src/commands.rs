@@ -1,6 +1,7 @@
 //! The binary's own subcommands: models, data and backends, no metric.
 
 use std::ops::Range;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +10,7 @@ use ndarray_npy::WriteNpyExt;
 use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches};
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
-use nnlens_datasets::{Split, dataset_spec};
+use nnlens_datasets::{DataSource, Split, dataset_spec};
 use nnlens_run::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
 use nnlens_run::output::{print_json, print_table, progress, write_json};
 use nnlens_run::{Format, MANIFEST, OutDir, RunContext};
@@ -17,7 +18,8 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use crate::{
-    Command, EvaluateArgs, FetchArgs, LayersArgs, PredictArgs, SampleArgs, TransformationsArgs,
+    Command, EvaluateArgs, FetchArgs, LayersArgs, PredictArgs, SampleArgs, SampleFormat,
+    TransformationsArgs,
 };
 
 /// Runs one of the binary's own commands.
@@ -126,7 +128,7 @@ fn evaluate(cli: &RunContext, args: &EvaluateArgs) -> Result<()> {
     let data = load_data(&args.data, None)?;
     let loaded_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let labels = data.data.labels();
+    let labels = data.data.require_labels("evaluate")?;
     let mut total = Evaluation::default();
     in_dataset_batches(cli, "evaluate", &model, &data, args.batch_size, |samples, x| {
         let context = format!("samples {}..{}", samples.start, samples.end);
@@ -350,33 +352,129 @@ fn fetch(cli: &RunContext, args: &FetchArgs) -> Result<()> {
 fn sample(cli: &RunContext, args: &SampleArgs) -> Result<()> {
     let data = load_data(&args.data, None)?;
     let n = data.data.len();
-    if args.count == 0 || args.count > n {
+    let count = args.count.unwrap_or(n);
+    if count == 0 || count > n {
         bail!("--count must be between 1 and {n} (the samples of {})", data.data.name());
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
-    let mut indices = rand::seq::index::sample(&mut rng, n, args.count).into_vec();
-    indices.sort_unstable();
-    let subset = data.data.subset(&indices)?;
-    let (images, labels) = subset.to_idx();
-    let split: Split = args.data.split.parse()?;
-    let [image_file, label_file] = if args.data.dataset == "embedded" {
-        dataset_spec("fashion-mnist")?.files(split)
+    let indices: Vec<usize> = if count == n {
+        (0..n).collect()
     } else {
-        dataset_spec(&args.data.dataset)?.files(split)
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
+        let mut indices = rand::seq::index::sample(&mut rng, n, count).into_vec();
+        indices.sort_unstable();
+        indices
     };
-    let mut dir = OutDir::create(&args.out)?;
-    for (file, array) in [(image_file, images), (label_file, labels)] {
-        dir.bytes(file.name, &gzip(&array.to_bytes()))?;
+    let subset = data.data.subset(&indices)?;
+    let idx_source = args.data.dataset == "embedded"
+        || matches!(DataSource::parse(&args.data.dataset), Ok(DataSource::Idx(_)));
+    let format = match args.write_as {
+        SampleFormat::Auto if idx_source && subset.image_shape()[2] == 1 => SampleFormat::Idx,
+        SampleFormat::Auto if subset.is_bytes() => SampleFormat::Folder,
+        SampleFormat::Auto => SampleFormat::Npy,
+        f => f,
+    };
+    let about = json!({
+        "source": data.reference,
+        "seed": cli.seed,
+        "count": count,
+        "indices": indices,
+        "format": format.as_str(),
+    });
+    match format {
+        SampleFormat::Idx => {
+            let (images, labels) = subset.to_idx()?;
+            let split: Split = args.data.split.as_deref().unwrap_or("test").parse()?;
+            let name = if idx_source && args.data.dataset != "embedded" {
+                args.data.dataset.as_str()
+            } else {
+                "fashion-mnist"
+            };
+            let [image_file, label_file] = dataset_spec(name)?.files(split);
+            let mut dir = OutDir::create(&args.out)?;
+            for (file, array) in [(image_file, images), (label_file, labels)] {
+                dir.bytes(file.name, &gzip(&array.to_bytes()))?;
+            }
+            dir.manifest("sample.json", &about)?;
+            dir.commit()?;
+        }
+        SampleFormat::Npy | SampleFormat::Inputs => {
+            let inputs = format == SampleFormat::Inputs;
+            let mut dir = OutDir::create(&args.out)?;
+            let name = if inputs { "inputs.npy" } else { "images.npy" };
+            dir.write(name, |w| Ok(nnlens_datasets::write::write_images_npy(&subset, inputs, w)?))?;
+            if subset.has_labels() {
+                dir.write("labels.npy", |w| {
+                    Ok(nnlens_datasets::write::write_labels_npy(&subset, w)?)
+                })?;
+            }
+            dir.bytes("classes.txt", classes_text(&subset).as_bytes())?;
+            dir.manifest("sample.json", &about)?;
+            dir.commit()?;
+        }
+        SampleFormat::Folder => write_folder(&subset, &args.out, &about)?,
+        SampleFormat::Auto => unreachable!("resolved above"),
     }
-    dir.manifest(
-        "sample.json",
-        &json!({ "source": data.reference, "seed": cli.seed, "count": args.count, "indices": indices }),
-    )?;
-    dir.commit()?;
     if cli.format == Format::Table {
-        nnlens_run::out!("wrote {} of {} samples to {}", args.count, n, args.out.display());
+        nnlens_run::out!(
+            "wrote {count} of {n} samples to {} ({})",
+            args.out.display(),
+            format.as_str()
+        );
     }
     Ok(())
+}
+
+fn classes_text(data: &nnlens_datasets::ImageDataSet) -> String {
+    data.class_names().iter().map(|c| format!("{c}\n")).collect()
+}
+
+/// Writes `data` as an image folder at `out` (which must not exist or be empty): PNG files in
+/// class folders, staged in a sibling folder and renamed into place when all are written.
+fn write_folder(
+    data: &nnlens_datasets::ImageDataSet,
+    out: &Path,
+    about: &serde_json::Value,
+) -> Result<()> {
+    use rayon::prelude::*;
+    if out.is_file() {
+        bail!("--out {} is a file; give a folder to write the image folder to", out.display());
+    }
+    if out.is_dir() && std::fs::read_dir(out)?.next().is_some() {
+        bail!(
+            "--out {} is not empty; an image folder is written to a new or empty folder",
+            out.display()
+        );
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = parent.join(format!(".{name}.nnlens-part-{}", std::process::id()));
+    let written = (|| -> Result<()> {
+        let paths = nnlens_datasets::write::folder_paths(data);
+        for class in paths
+            .iter()
+            .filter_map(|p| p.split('/').next())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            std::fs::create_dir_all(staging.join(class))?;
+        }
+        paths.par_iter().enumerate().try_for_each(|(row, rel)| -> Result<()> {
+            let png = nnlens_datasets::write::png_of(data, row)?;
+            let path = staging.join(rel);
+            std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+            Ok(())
+        })?;
+        std::fs::write(staging.join("sample.json"), serde_json::to_vec_pretty(about)?)?;
+        if out.is_dir() {
+            std::fs::remove_dir(out)?;
+        }
+        std::fs::rename(&staging, out).with_context(|| format!("writing {}", out.display()))?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
 }
 
 fn transformations(cli: &RunContext, args: &TransformationsArgs) -> Result<()> {

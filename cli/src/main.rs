@@ -144,12 +144,47 @@ pub struct FetchArgs {
 pub struct SampleArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// How many images to draw (without replacement).
+    /// How many images to draw (without replacement; default: all of them, in order).
     #[arg(long)]
-    pub count: usize,
-    /// Output directory; files get the official names of the split.
+    pub count: Option<usize>,
+    /// What to write: `idx` (the split's official file names; grey bytes), `folder` (PNG
+    /// files in class folders, as torchvision's ImageFolder reads them), `npy` (images.npy
+    /// uint8 (N, H, W, C) and labels.npy), `inputs` (inputs.npy: float32 (N, H, W, C), the
+    /// model's inputs after every preprocessing step), or `auto`: idx for MNIST-style data,
+    /// folder for other byte images, npy for float images.
+    #[arg(long = "as", value_name = "FORMAT", value_enum, default_value_t = SampleFormat::Auto)]
+    pub write_as: SampleFormat,
+    /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// What `nnlens sample` writes (`--as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SampleFormat {
+    /// idx for MNIST-style grey data, folder for other byte images, npy for float images.
+    Auto,
+    /// IDX files under the split's official names.
+    Idx,
+    /// An image folder of PNG files.
+    Folder,
+    /// images.npy and labels.npy.
+    Npy,
+    /// inputs.npy: the preprocessed model inputs.
+    Inputs,
+}
+
+impl SampleFormat {
+    /// The name, as `--as` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Idx => "idx",
+            Self::Folder => "folder",
+            Self::Npy => "npy",
+            Self::Inputs => "inputs",
+        }
+    }
 }
 
 fn main() -> ExitCode {

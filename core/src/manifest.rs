@@ -56,16 +56,31 @@ pub struct RunManifest {
 }
 
 /// The data a run read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DatasetRef {
     /// `fashion-mnist`, `mnist`, a path, ...
     pub name: String,
-    /// `train` or `test`, where the dataset has splits.
+    /// `train` or `test`, where the dataset has splits (a sub-folder of an image folder).
     pub split: Option<String>,
     /// How many samples were used.
     pub samples: usize,
-    /// The files read.
+    /// The files read (for an image folder, none: see `content_sha256`).
     pub files: Vec<ArtifactRef>,
+    /// The kind of source: `embedded`, `idx`, `cifar`, `folder`, `npy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The directory or file the source was read from, where one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The preprocessing of every image (colour, resize, crop, pixel scale, mean, std).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<serde_json::Value>,
+    /// The class names, by label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+    /// For an image folder: SHA-256 over its sorted relative paths and each file's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 impl RunManifest {

@@ -7,7 +7,7 @@ use nnlens_core::ArtifactRef;
 use sha2::{Digest, Sha256};
 
 use crate::download::{fetch_file, sha256_file};
-pub use crate::files::FileSpec;
+pub use crate::files::{Checksum, FileSpec};
 use crate::idx::read_idx;
 use crate::{DatasetError, ImageDataSet, PixelScale, Result};
 
@@ -73,21 +73,29 @@ const MNIST: DatasetSpec = DatasetSpec {
     train: [
         FileSpec {
             name: "train-images-idx3-ubyte.gz",
-            sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            checksum: Checksum::Sha256(
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            ),
         },
         FileSpec {
             name: "train-labels-idx1-ubyte.gz",
-            sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            checksum: Checksum::Sha256(
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            ),
         },
     ],
     test: [
         FileSpec {
             name: "t10k-images-idx3-ubyte.gz",
-            sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            checksum: Checksum::Sha256(
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            ),
         },
         FileSpec {
             name: "t10k-labels-idx1-ubyte.gz",
-            sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            checksum: Checksum::Sha256(
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
         },
     ],
     classes: &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
@@ -103,21 +111,29 @@ const FASHION_MNIST: DatasetSpec = DatasetSpec {
     train: [
         FileSpec {
             name: "train-images-idx3-ubyte.gz",
-            sha256: "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            checksum: Checksum::Sha256(
+                "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            ),
         },
         FileSpec {
             name: "train-labels-idx1-ubyte.gz",
-            sha256: "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            checksum: Checksum::Sha256(
+                "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            ),
         },
     ],
     test: [
         FileSpec {
             name: "t10k-images-idx3-ubyte.gz",
-            sha256: "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            checksum: Checksum::Sha256(
+                "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            ),
         },
         FileSpec {
             name: "t10k-labels-idx1-ubyte.gz",
-            sha256: "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+            checksum: Checksum::Sha256(
+                "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+            ),
         },
     ],
     classes: &[

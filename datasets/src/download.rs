@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::files::FileSpec;
+use crate::files::{Checksum, FileSpec};
 use crate::{DatasetError, Result};
 
 /// No dataset file nnlens fetches is larger than this.
@@ -19,6 +19,54 @@ pub fn default_cache_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     dirs::cache_dir().map(|d| d.join("nnlens")).unwrap_or_else(|| PathBuf::from(".nnlens-cache"))
+}
+
+/// A running digest of one of the checksums' algorithms.
+enum Hasher {
+    Sha256(Sha256),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    fn new(checksum: &Checksum) -> Self {
+        match checksum {
+            Checksum::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            Checksum::Md5(_) => Hasher::Md5(md5::Md5::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Md5(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// The digest of a file in `checksum`'s algorithm, hex, streaming.
+///
+/// # Errors
+/// [`DatasetError::Io`].
+pub fn digest_file(path: &Path, checksum: &Checksum) -> Result<String> {
+    let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Hasher::new(checksum);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finish())
 }
 
 /// SHA-256 of a file, hex, streaming.
@@ -50,7 +98,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub fn fetch_file(file: &FileSpec, mirrors: &[String], dir: &Path) -> Result<PathBuf> {
     let dest = dir.join(file.name);
     if dest.is_file() {
-        if sha256_file(&dest)? == file.sha256 {
+        if digest_file(&dest, &file.checksum)? == file.checksum.expected() {
             return Ok(dest);
         }
         tracing::warn!(path = %dest.display(), "cached file has the wrong checksum; fetching it again");
@@ -85,7 +133,7 @@ fn download_checked(agent: &ureq::Agent, url: &str, file: &FileSpec, dest: &Path
     let part = dest.with_extension("part");
     let io = |source| DatasetError::Io { path: part.clone(), source };
     let mut out = std::fs::File::create(&part).map_err(io)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new(&file.checksum);
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = match reader.read(&mut buf) {
@@ -103,12 +151,12 @@ fn download_checked(agent: &ureq::Agent, url: &str, file: &FileSpec, dest: &Path
     }
     out.sync_all().map_err(io)?;
     drop(out);
-    let got = hex::encode(hasher.finalize());
-    if got != file.sha256 {
+    let got = hasher.finish();
+    if got != file.checksum.expected() {
         let _ = std::fs::remove_file(&part);
         return Err(DatasetError::Checksum {
-            what: url.to_string(),
-            expected: file.sha256.to_string(),
+            what: format!("{url} ({})", file.checksum.algorithm()),
+            expected: file.checksum.expected().to_string(),
             got,
         });
     }
@@ -164,7 +212,7 @@ mod tests {
 
     fn spec_for(name: &'static str, content: &[u8]) -> FileSpec {
         let digest: &'static str = Box::leak(hex::encode(Sha256::digest(content)).into_boxed_str());
-        FileSpec { name, sha256: digest }
+        FileSpec { name, checksum: Checksum::Sha256(digest) }
     }
 
     #[test]
@@ -197,6 +245,22 @@ mod tests {
         assert!(matches!(e, DatasetError::Checksum { .. }), "{e}");
         assert!(!dir.path().join("g.gz").exists());
         assert!(!dir.path().join("g.part").exists());
+    }
+
+    #[test]
+    fn md5_checksums_are_checked() {
+        let content = b"a CIFAR tarball".to_vec();
+        let digest: &'static str =
+            Box::leak(hex::encode(md5::Md5::digest(&content)).into_boxed_str());
+        let spec = FileSpec { name: "c.tar.gz", checksum: Checksum::Md5(digest) };
+        let (base, _) = serve(vec![("/data/c.tar.gz", content.clone())], 4);
+        let dir = tempfile::tempdir().unwrap();
+        let path = fetch_file(&spec, &[base.clone()], dir.path()).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), content);
+        let wrong = FileSpec { name: "c.tar.gz", checksum: Checksum::Md5("00") };
+        std::fs::remove_file(dir.path().join("c.tar.gz")).unwrap();
+        let e = fetch_file(&wrong, &[base], dir.path()).unwrap_err().to_string();
+        assert!(e.contains("MD5"), "{e}");
     }
 
     #[test]

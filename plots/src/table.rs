@@ -1,4 +1,4 @@
-//! A table of grey images: rows of captioned images under column titles (an instance and the
+//! A table of grey or colour images: rows of captioned images under column titles (an instance and the
 //! examples that explain it, say).
 
 use plotters::coord::Shift;
@@ -14,12 +14,12 @@ use crate::render::{DrawResult, Figure, Output, render};
 pub struct ImageCell {
     /// Lines of text under the image (for example `Label: 4 - Prediction: 4`).
     pub caption: Vec<String>,
-    /// The pixels, row-major (`pixels[row * width + column]`); non-finite values are drawn
-    /// in a mid grey-blue.
+    /// The pixels, row-major (`pixels[row * width + column]`, or `[(row * width + column) *
+    /// 3 + channel]` for colour images); non-finite values are drawn in a mid grey-blue.
     pub pixels: Vec<f64>,
 }
 
-/// A table of grey images, written by [`image_table`]: one row of cells per entry of
+/// A table of grey or RGB images, written by [`image_table`]: one row of cells per entry of
 /// [`Self::rows`], under [`Self::column_titles`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageTable {
@@ -33,6 +33,9 @@ pub struct ImageTable {
     pub height: usize,
     /// Image width in pixels of the data.
     pub width: usize,
+    /// Channels of each pixel: 1 (grey; 0 means 1 too) or 3 (RGB, each channel mapped through
+    /// the same range).
+    pub channels: usize,
     /// The value drawn black and the value drawn white; `None` uses the smallest and largest
     /// finite value of all images.
     pub range: Option<(f64, f64)>,
@@ -64,13 +67,21 @@ impl ImageTable {
         if h == 0 || w == 0 {
             return Err(format!("images need a non-zero size, got {h}x{w}"));
         }
-        let len = h.checked_mul(w).ok_or_else(|| format!("images of {h}x{w} are too large"))?;
+        let c = self.channel_count();
+        if c != 1 && c != 3 {
+            return Err(format!("images have 1 (grey) or 3 (RGB) channels, not {c}"));
+        }
+        let len = h
+            .checked_mul(w)
+            .and_then(|n| n.checked_mul(c))
+            .ok_or_else(|| format!("images of {h}x{w} are too large"))?;
         for (r, row) in self.rows.iter().enumerate() {
             for (c, cell) in row.iter().enumerate() {
                 if cell.pixels.len() != len {
                     return Err(format!(
-                        "image at row {r}, column {c} has {} values, expected {h}x{w} = {len}",
-                        cell.pixels.len()
+                        "image at row {r}, column {c} has {} values, expected {h}x{w}x{} = {len}",
+                        cell.pixels.len(),
+                        self.channel_count()
                     ));
                 }
             }
@@ -81,6 +92,10 @@ impl ImageTable {
             return Err(format!("the grey range [{lo}, {hi}] is not an increasing finite pair"));
         }
         Ok(())
+    }
+
+    fn channel_count(&self) -> usize {
+        self.channels.max(1)
     }
 
     fn columns(&self) -> usize {
@@ -139,13 +154,17 @@ impl Figure for ImageTable {
             })
             .unwrap_or((0.0, 1.0));
         let span = if hi > lo { hi - lo } else { 1.0 };
-        let grey = |v: f64| {
-            if !v.is_finite() {
+        let level = |v: f64| (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
+        let colour = |p: &[f64]| {
+            if !p.iter().all(|v| v.is_finite()) {
                 return NON_FINITE_COLOUR;
             }
-            let g = (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
-            RGBColor(g, g, g)
+            match p {
+                [r, g, b] => RGBColor(level(*r), level(*g), level(*b)),
+                _ => RGBColor(level(p[0]), level(p[0]), level(p[0])),
+            }
         };
+        let channels = self.channel_count();
 
         let label = text(14.0).pos(Pos::new(HPos::Center, VPos::Top));
         let bold = text(14.0).color(&RGBColor(20, 20, 90)).pos(Pos::new(HPos::Center, VPos::Top));
@@ -165,11 +184,12 @@ impl Figure for ImageTable {
                 for py in 0..self.height {
                     let (top, bottom) = (oy + edge(py), oy + edge(py + 1));
                     for px in 0..self.width {
-                        let v = image.pixels[py * self.width + px];
+                        let at = (py * self.width + px) * channels;
+                        let v = &image.pixels[at..at + channels];
                         let (left, right) = (x0 + edge(px), x0 + edge(px + 1));
                         root.draw(&Rectangle::new(
                             [(left, top), (right, bottom)],
-                            grey(v).filled(),
+                            colour(v).filled(),
                         ))?;
                     }
                 }
@@ -207,6 +227,7 @@ mod tests {
             rows: vec![vec![cell(0.0), cell(1.0)], vec![cell(f64::NAN)]],
             height: 2,
             width: 2,
+            channels: 1,
             range: None,
         };
         for ext in ["png", "svg"] {
@@ -218,8 +239,19 @@ mod tests {
         bad.rows[0][1].pixels.pop();
         let e = image_table(&dir.join("b.png"), &bad).unwrap_err().to_string();
         assert!(e.contains("row 0, column 1"), "{e}");
-        let mut bad = table;
+        let mut bad = table.clone();
         bad.range = Some((1.0, 1.0));
+        assert!(image_table(&dir.join("b.png"), &bad).is_err());
+        // RGB: three values a pixel, each channel through the range.
+        let mut rgb = table.clone();
+        rgb.channels = 3;
+        rgb.rows = vec![vec![ImageCell { caption: vec![], pixels: vec![0.0, 0.5, 1.0].repeat(4) }]];
+        image_table(&dir.join("rgb.png"), &rgb).unwrap();
+        rgb.rows[0][0].pixels.truncate(4);
+        let e = image_table(&dir.join("b.png"), &rgb).unwrap_err().to_string();
+        assert!(e.contains("2x2x3"), "{e}");
+        let mut bad = table;
+        bad.channels = 2;
         assert!(image_table(&dir.join("b.png"), &bad).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

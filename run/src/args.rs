@@ -41,17 +41,21 @@ pub struct ModelArgs {
     pub threads: Option<usize>,
 }
 
-/// Choosing data.
+/// Choosing data and how its images become model inputs.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// Dataset name (fashion-mnist, mnist) or `embedded` (a 1000-image Fashion-MNIST test sample
-    /// shipped in the binary; the default).
+    /// The data: `embedded` (a 1000-image Fashion-MNIST test sample shipped in the binary; the
+    /// default), `mnist`, `fashion-mnist`, `cifar10`, `cifar100`, `folder:DIR` (an image folder,
+    /// DIR/<class>/<image>, as torchvision's ImageFolder) or `npy:X.npy` (an NPY array of
+    /// images, with --labels). A directory or a .npy file may be given without the prefix.
     #[arg(long, default_value = "embedded")]
     pub dataset: String,
-    /// Split: train or test.
-    #[arg(long, default_value = "test")]
-    pub split: String,
-    /// Directory holding the official IDX files; without it they are downloaded into the cache.
+    /// Split: train or test for the named datasets (default test); for a folder, the
+    /// sub-folder DIR/<split> (default: DIR itself).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Directory holding a named dataset's official files (IDX, or CIFAR's tarball or its
+    /// extracted files); without it they are downloaded into the cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Cache directory for downloads (default: $NNLENS_CACHE_DIR or ~/.cache/nnlens).
@@ -60,9 +64,43 @@ pub struct DataArgs {
     /// Use only the first N samples of the split.
     #[arg(long)]
     pub samples: Option<usize>,
-    /// Pixel scaling: `unit` (pixel/255, Keras and PyTorch models) or `raw` (0..255).
+    /// Labels of an NPY source: an NPY of integers, one per image.
+    #[arg(long, value_name = "FILE.npy")]
+    pub labels: Option<PathBuf>,
+    /// Class names, one per line in label order, replacing the source's own.
+    #[arg(long, value_name = "FILE")]
+    pub class_names: Option<PathBuf>,
+    /// Convert every image to grey (Pillow's luma, as torchvision's Grayscale) or to RGB
+    /// (grey repeated). Without it images keep their channels.
+    #[arg(long, value_enum)]
+    pub color: Option<Color>,
+    /// Resize so that the shorter side is N pixels (bilinear with antialiasing, as
+    /// torchvision's Resize(N) on PIL images).
+    #[arg(long, value_name = "N")]
+    pub resize: Option<usize>,
+    /// Cut out the centre N x N pixels (torchvision's CenterCrop(N)).
+    #[arg(long, value_name = "N")]
+    pub center_crop: Option<usize>,
+    /// Pixel scaling of byte images: `unit` (pixel/255, Keras and PyTorch models) or `raw`
+    /// (0..255). Float images (NPY of f32/f64) are used as they are.
     #[arg(long, value_enum, default_value_t = Scale::Unit)]
     pub pixel_scale: Scale,
+    /// Per-channel mean subtracted after scaling (torchvision's Normalize), e.g.
+    /// 0.485,0.456,0.406.
+    #[arg(long, value_delimiter = ',', value_name = "M,M,M", allow_negative_numbers = true)]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation divided by after the mean, e.g. 0.229,0.224,0.225.
+    #[arg(long, value_delimiter = ',', value_name = "S,S,S")]
+    pub std: Option<Vec<f32>>,
+}
+
+/// A colour conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// One channel.
+    Gray,
+    /// Three channels.
+    Rgb,
 }
 
 /// Pixel scaling.

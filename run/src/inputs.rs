@@ -6,13 +6,16 @@ use anyhow::{Context, Result, bail};
 use nnlens_core::{
     ArtifactRef, BackendOptions, DatasetRef, GradModel, Model, Precision, RunManifest,
 };
-use nnlens_datasets::catalog::{Source, artifact, artifact_of_bytes};
+use nnlens_datasets::catalog::{artifact, artifact_of_bytes};
 use nnlens_datasets::download::default_cache_dir;
 use nnlens_datasets::idx::parse_idx;
-use nnlens_datasets::{ImageDataSet, PixelScale, Split, dataset_spec, load_split};
+use nnlens_datasets::{
+    ColorConversion, DataRequest, DataSource, ImageDataSet, PixelScale, Preprocess, Split,
+    dataset_spec,
+};
 use rand::SeedableRng;
 
-use crate::args::{DataArgs, ModelArgs, RunContext, Scale};
+use crate::args::{Color, DataArgs, ModelArgs, RunContext, Scale};
 use crate::assets;
 
 /// A model ready to run, and what it was loaded from.
@@ -135,62 +138,116 @@ fn scale(s: Scale) -> PixelScale {
     }
 }
 
-/// Loads the dataset split of `args` (embedded, from `--data-dir`, or from the cache). Without
-/// `--samples`, `default_samples` (if any) caps how many samples are used.
-///
-/// # Errors
-/// An unknown dataset or split, missing or corrupt files, a bad `--samples`.
-pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<LoadedData> {
-    let split: Split = args.split.parse()?;
-    let (data, files, name) = if args.dataset == "embedded" {
-        if split != Split::Test {
-            bail!(
-                "the embedded dataset is a sample of the Fashion-MNIST test split only; use --split test"
-            );
+impl DataArgs {
+    /// The preprocessing the flags ask for.
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            color: self.color.map(|c| match c {
+                Color::Gray => ColorConversion::Gray,
+                Color::Rgb => ColorConversion::Rgb,
+            }),
+            resize: self.resize,
+            center_crop: self.center_crop,
+            scale: scale(self.pixel_scale),
+            mean: self.mean.clone(),
+            std: self.std.clone(),
         }
-        if args.data_dir.is_some() {
-            bail!(
-                "--data-dir needs --dataset fashion-mnist or mnist (the embedded sample needs no files)"
-            );
-        }
-        let images = parse_idx(assets::IMAGES, Path::new(assets::IMAGES_LABEL))?;
-        let labels = parse_idx(assets::LABELS, Path::new(assets::LABELS_LABEL))?;
-        let classes = dataset_spec("fashion-mnist")?.classes.len();
-        let data = ImageDataSet::from_idx(
-            "embedded/test",
-            &images,
-            &labels,
-            scale(args.pixel_scale),
-            classes,
-        )?;
-        let files = vec![
+    }
+
+    /// Whether the data is a named dataset with train and test splits (the embedded sample
+    /// has only its test split).
+    pub fn has_train_split(&self) -> bool {
+        matches!(DataSource::parse(&self.dataset), Ok(DataSource::Idx(_) | DataSource::Cifar(_)))
+    }
+
+    /// The split to read, as given or the source's default (`test` for named datasets, none
+    /// for a folder), for messages and manifests.
+    pub fn split_name(&self) -> Option<String> {
+        self.split.clone().or_else(|| {
+            (self.dataset == "embedded" || self.has_train_split()).then(|| "test".to_string())
+        })
+    }
+}
+
+/// The embedded Fashion-MNIST sample.
+fn embedded(args: &DataArgs) -> Result<LoadedData> {
+    let split: Split = args.split.as_deref().unwrap_or("test").parse()?;
+    if split != Split::Test {
+        bail!(
+            "the embedded dataset is a sample of the Fashion-MNIST test split only; use --split test"
+        );
+    }
+    if args.data_dir.is_some() {
+        bail!(
+            "--data-dir needs a named dataset (mnist, fashion-mnist, cifar10, cifar100); the embedded sample needs no files"
+        );
+    }
+    if args.labels.is_some() {
+        bail!(
+            "--labels is for an NPY source (--dataset npy:X.npy); the embedded sample has its labels"
+        );
+    }
+    let images = parse_idx(assets::IMAGES, Path::new(assets::IMAGES_LABEL))?;
+    let labels = parse_idx(assets::LABELS, Path::new(assets::LABELS_LABEL))?;
+    let spec = dataset_spec("fashion-mnist")?;
+    let names = match &args.class_names {
+        Some(path) => nnlens_datasets::source::read_class_names(path)?,
+        None => spec.classes.iter().map(|c| c.to_string()).collect(),
+    };
+    let data = ImageDataSet::from_idx(
+        "embedded/test",
+        &images,
+        &labels,
+        scale(args.pixel_scale),
+        spec.classes.len(),
+    )?
+    .with_class_names(names)?
+    .with_preprocess(args.preprocess())?;
+    let reference = DatasetRef {
+        name: "embedded (1000 Fashion-MNIST test images)".into(),
+        split: Some("test".into()),
+        samples: data.len(),
+        files: vec![
             artifact_of_bytes(assets::IMAGES_LABEL, assets::IMAGES),
             artifact_of_bytes(assets::LABELS_LABEL, assets::LABELS),
-        ];
-        (data, files, "embedded (1000 Fashion-MNIST test images)".to_string())
+        ],
+        kind: Some("embedded".into()),
+        class_names: data.class_names().to_vec(),
+        preprocessing: serde_json::to_value(data.preprocess()).ok(),
+        ..DatasetRef::default()
+    };
+    Ok(LoadedData { data, reference })
+}
+
+/// Loads the dataset of `args`: the embedded sample, a named dataset (from `--data-dir` or the
+/// cache), an image folder or an NPY array, with its preprocessing. Without `--samples`,
+/// `default_samples` (if any) caps how many samples are used.
+///
+/// # Errors
+/// An unknown dataset or split; missing, corrupt or inconsistent files; a bad `--samples`.
+pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<LoadedData> {
+    let LoadedData { data, mut reference } = if args.dataset == "embedded" {
+        embedded(args)?
     } else {
-        let spec = dataset_spec(&args.dataset)?;
-        let source = match &args.data_dir {
-            Some(dir) => {
-                if dir.is_file() {
-                    bail!(
-                        "--data-dir {} is a file; give the directory that holds the dataset's files",
-                        dir.display()
-                    );
-                }
-                if !dir.is_dir() {
-                    bail!("--data-dir {} does not exist", dir.display());
-                }
-                Source::Dir(dir.clone())
-            }
-            None => Source::Cache {
-                dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-                mirrors: spec.mirrors.iter().map(|m| m.to_string()).collect(),
-            },
+        let source = DataSource::parse(&args.dataset)?;
+        let request = DataRequest {
+            source: source.clone(),
+            split: args.split.clone(),
+            data_dir: args.data_dir.clone(),
+            cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            labels: args.labels.clone(),
+            class_names: args.class_names.clone(),
+            preprocess: args.preprocess(),
         };
-        let (data, files) = load_split(spec, split, &source, scale(args.pixel_scale))
-            .with_context(|| format!("loading {} {}", spec.name, split.as_str()))?;
-        (data, files, spec.name.to_string())
+        let opened = nnlens_datasets::open(&request).with_context(|| {
+            match (&source, &args.split_name()) {
+                (DataSource::Idx(_) | DataSource::Cifar(_), Some(split)) => {
+                    format!("loading {} {split}", args.dataset)
+                }
+                _ => format!("loading {}", args.dataset),
+            }
+        })?;
+        LoadedData { data: opened.data, reference: opened.reference }
     };
     let data = match args.samples {
         None => match default_samples {
@@ -203,20 +260,16 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
         }
         Some(n) => data.subset(&(0..n).collect::<Vec<_>>())?,
     };
-    let reference =
-        DatasetRef { name, split: Some(split.as_str().into()), samples: data.len(), files };
+    reference.samples = data.len();
     Ok(LoadedData { data, reference })
 }
 
-/// The class names of a catalogue dataset (`embedded` is Fashion-MNIST), else the labels.
-pub fn class_names(dataset: &str, classes: usize) -> Vec<String> {
-    let name = if dataset == "embedded" { "fashion-mnist" } else { dataset };
-    match nnlens_datasets::dataset_spec(name) {
-        Ok(spec) if spec.classes.len() == classes => {
-            spec.classes.iter().map(|c| c.to_string()).collect()
-        }
-        _ => (0..classes).map(|c| c.to_string()).collect(),
-    }
+/// The class names of a loaded dataset, by label: the source's (folder names, a catalogue's
+/// names, `--class-names`), else the labels, for `classes` classes (a model's outputs may be
+/// more than the labels seen).
+pub fn class_names(data: &ImageDataSet, classes: usize) -> Vec<String> {
+    let names = data.class_names();
+    (0..classes).map(|c| names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect()
 }
 
 /// How class `class` is labelled in figures: `3 Dress`, or only `3` where the name is the

@@ -29,7 +29,7 @@ pub mod output;
 pub mod process;
 mod runner;
 
-pub use args::{DataArgs, Format, ModelArgs, RunContext, Scale};
+pub use args::{Color, DataArgs, Format, ModelArgs, RunContext, Scale};
 pub use atomic::{MANIFEST, OutDir};
 pub use runner::{Runner, RunnerEntry, add_commands, dispatch, plot, runnable, runners};
 

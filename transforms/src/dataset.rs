@@ -127,16 +127,25 @@ impl<D: DataSet> DataSet for ImageTransformationsDataSet<D> {
         check_indices("rows", rows, self.height())?;
         check_indices("columns", cols, self.width())?;
         let pair = |r: usize, c: usize| if self.transposed { (c, r) } else { (r, c) };
-        let mut images: HashMap<usize, ArrayD<f32>> = HashMap::new();
+        // Every sample the block needs, fetched from the base in one call (which may read and
+        // decode them in parallel), each once.
+        let mut samples: Vec<usize> = Vec::new();
         for &r in rows {
             for &c in cols {
                 let (sample, _) = pair(r, c);
-                if let std::collections::hash_map::Entry::Vacant(slot) = images.entry(sample) {
-                    let m = self.base.get_matrix(&[sample], &[0])?;
-                    slot.insert(m.index_axis_move(Axis(0), 0).index_axis_move(Axis(0), 0));
+                if !samples.contains(&sample) {
+                    samples.push(sample);
                 }
             }
         }
+        let fetched = self.base.get_matrix(&samples, &[0])?;
+        let images: HashMap<usize, ArrayD<f32>> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, &sample)| {
+                (sample, fetched.index_axis(Axis(0), i).index_axis(Axis(0), 0).to_owned())
+            })
+            .collect();
         let mut shape = vec![rows.len(), cols.len()];
         shape.extend_from_slice(&self.data_shape);
         let mut out = ArrayD::zeros(IxDyn(&shape));

@@ -127,6 +127,13 @@ struct Names {
     classes: Vec<String>,
     /// `(height, width)` when the features are the pixels of images.
     image: Option<(usize, usize)>,
+    /// Channels of each pixel (features are `(y * width + x) * channels + channel`).
+    #[serde(default = "one")]
+    channels: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The features, predictions and truth of a run.
@@ -196,6 +203,7 @@ fn run(ctx: &RunContext, metric: &str, args: &InfluenceArgs) -> Result<()> {
             "features": inputs.names.features,
             "classes": inputs.names.classes,
             "image": inputs.names.image,
+            "channels": inputs.names.channels,
             "explanation": doc_result,
         },
     });
@@ -277,16 +285,18 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
             split: None,
             samples: x.nrows(),
             files: vec![nnlens_datasets::catalog::artifact(table)?],
+            kind: Some("table".into()),
+            ..nnlens_core::DatasetRef::default()
         });
         let classes = (0..y_pred.ncols()).map(|c| c.to_string()).collect();
-        let names = Names { features, classes, image: None };
+        let names = Names { features, classes, image: None, channels: 1 };
         return Ok(Inputs { x, y_pred, labels, values, names });
     }
     let data = load_data(&args.data, None)?;
     manifest.dataset = Some(data.reference.clone());
     let n = data.data.len();
     let shape = data.data.data_shape().to_vec();
-    let (height, width) = (shape[0], shape[1]);
+    let (height, width, channels) = (shape[0], shape[1], shape.get(2).copied().unwrap_or(1));
     let x: Array2<f64> = data
         .data
         .batch(0..n)?
@@ -316,9 +326,19 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
     if y_pred.nrows() != n {
         bail!("{} predictions for the {n} images of {}", y_pred.nrows(), data.data.name());
     }
-    let features =
-        (0..height * width).map(|i| format!("pixel {},{}", i / width, i % width)).collect();
-    let classes = class_names(&args.data.dataset, y_pred.ncols())
+    const RGB: [&str; 3] = ["R", "G", "B"];
+    let features = (0..height * width * channels)
+        .map(|i| {
+            let (p, ch) = (i / channels, i % channels);
+            match channels {
+                1 => format!("pixel {},{}", p / width, p % width),
+                3 => format!("pixel {},{} {}", p / width, p % width, RGB[ch]),
+                _ => format!("pixel {},{} channel {ch}", p / width, p % width),
+            }
+        })
+        .collect();
+    let labels = data.data.require_labels("influence")?.to_vec();
+    let classes = class_names(&data.data, y_pred.ncols())
         .iter()
         .enumerate()
         .map(|(c, name)| class_label(c, name))
@@ -326,10 +346,23 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
     Ok(Inputs {
         x,
         y_pred,
-        labels: Some(data.data.labels().to_vec()),
+        labels: Some(labels),
         values: None,
-        names: Names { features, classes, image: Some((height, width)) },
+        names: Names { features, classes, image: Some((height, width)), channels },
     })
+}
+
+/// One value per pixel of per-feature values of `channels`-channel pixels: the mean over each
+/// pixel's channels (the CSV files keep every channel).
+fn per_pixel(values: &[f64], channels: usize) -> Vec<f64> {
+    if channels <= 1 {
+        return values.to_vec();
+    }
+    values.chunks(channels).map(|p| p.iter().sum::<f64>() / p.len() as f64).collect()
+}
+
+fn channel_note(channels: usize) -> String {
+    if channels > 1 { format!(" (mean over its {channels} channels)") } else { String::new() }
 }
 
 /// An NPY array `[rows]` or `[rows, columns]` as a matrix (nnlens-datasets' table reader).
@@ -427,10 +460,16 @@ fn influence_files(out: &mut OutDir, result: &Influence, inputs: &Names) -> Resu
             // symmetric colour scale.
             let diff = result.difference(hi, lo)?;
             let panels: Vec<(String, Vec<f64>)> = (0..diff.ncols())
-                .map(|c| (inputs.classes[c].clone(), diff.column(c).to_vec()))
+                .map(|c| {
+                    (
+                        inputs.classes[c].clone(),
+                        per_pixel(&diff.column(c).to_vec(), inputs.channels),
+                    )
+                })
                 .collect();
             let title = format!(
-                "influence of each pixel: mean prediction at tau = {} minus tau = {}",
+                "influence of each pixel{}: mean prediction at tau = {} minus tau = {}",
+                channel_note(inputs.channels),
                 taus.get(hi).copied().unwrap_or(1.0),
                 taus.get(lo).copied().unwrap_or(-1.0)
             );
@@ -509,9 +548,17 @@ fn performance_files(out: &mut OutDir, result: &Performance, inputs: &Names) -> 
             let panels: Vec<(String, Vec<f64>)> = taus
                 .iter()
                 .enumerate()
-                .map(|(t, tau)| (format!("tau = {tau}"), result.values.row(t).to_vec()))
+                .map(|(t, tau)| {
+                    (
+                        format!("tau = {tau}"),
+                        per_pixel(&result.values.row(t).to_vec(), inputs.channels),
+                    )
+                })
                 .collect();
-            let title = format!("{name} when each pixel's mean is shifted");
+            let title = format!(
+                "{name} when each pixel's mean is shifted{}",
+                channel_note(inputs.channels)
+            );
             both(out, "performance", |p| {
                 image_heatmaps(p, &title, &panels, h, w, ColourScale::Sequential)
             })

@@ -492,7 +492,7 @@ fn analyze(ctx: &RunContext, args: &AnalyzeArgs) -> Result<()> {
         TransformationSet::parse("identity")?,
         resample,
     )?;
-    let labels = data.data.labels().to_vec();
+    let labels = data.data.require_labels("analyze")?.to_vec();
     let analyzer = Analyzer::new(model.model.as_ref(), &dataset, &labels, spec.clone())?
         .with_batch_size(args.batch_size);
     let groups = dataset.number_of_groups();

@@ -146,7 +146,8 @@ fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
     let (rows, selection) = select_instances(lin, &data.data, ctx.seed)?;
     let pool = flatten_rows(data.data.batch(0..data.data.len())?.view())?;
     let inputs = pool.select(Axis(0), &rows);
-    let labels: Vec<usize> = rows.iter().map(|&r| data.data.labels()[r]).collect();
+    let all_labels = data.data.require_labels("linearity")?;
+    let labels: Vec<usize> = rows.iter().map(|&r| all_labels[r]).collect();
     let range = feature_range(lin, &pool)?;
     let spec = linearity_spec(lin)?;
     let sampler = sampler(ctx, lin, &spec, &range, rows.len())?;
@@ -179,7 +180,7 @@ fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
     let summary = state.summarise(lin.bins)?;
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
-    let classes = class_names(&lin.data.dataset, data.data.classes());
+    let classes = class_names(&data.data, data.data.classes());
     let output = model.structure().output_layer().name.clone();
     let doc = json!({
         "manifest": manifest,
@@ -225,8 +226,9 @@ fn select_instances(
             bail!("--per-class-max 0: nothing to measure");
         }
         let mut rows = Vec::new();
+        let labels = data.require_labels("--per-class")?;
         for class in 0..data.classes() {
-            rows.extend((0..n).filter(|&r| data.labels()[r] == class).take(cap));
+            rows.extend((0..n).filter(|&r| labels[r] == class).take(cap));
         }
         return Ok((rows, json!({ "rule": "per-class", "per_class_max": lin.per_class_max })));
     }
@@ -321,7 +323,7 @@ fn sampler(
         }
         Method::Knn => {
             let mut reference_args = lin.data.clone();
-            reference_args.split = lin.knn_split.clone();
+            reference_args.split = Some(lin.knn_split.clone());
             reference_args.samples = None;
             let LoadedData { data, .. } = load_data(&reference_args, None)
                 .with_context(|| format!("loading the kNN reference split '{}'", lin.knn_split))?;

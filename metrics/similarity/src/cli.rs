@@ -132,6 +132,9 @@ struct Shown {
 struct Figures {
     height: usize,
     width: usize,
+    /// Channels of each pixel (1 grey, 3 RGB).
+    #[serde(default = "one")]
+    channels: usize,
     class_names: Vec<String>,
     sim_fn: SimFn,
     instances: Vec<Shown>,
@@ -140,6 +143,10 @@ struct Figures {
     /// Per instance: (class, mean score) by reference label and by reference prediction.
     by_label: Vec<Vec<(usize, f64)>>,
     by_prediction: Vec<Vec<(usize, f64)>>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The model's inputs and the labels of `rows` of a dataset.
@@ -151,7 +158,7 @@ fn inputs_of(
     let subset = data.subset(rows)?;
     let raw = subset.batch(0..subset.len())?;
     let x = conform_input(raw.clone(), &model.structure().input)?;
-    Ok((x, raw, subset.labels().to_vec()))
+    Ok((x, raw, subset.require_labels("gradient similarity")?.to_vec()))
 }
 
 /// The model's class for every input, in batches.
@@ -221,8 +228,9 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let loaded = load_grad_model(&args.model, precision)?;
     let model = loaded.model.as_ref();
     let data = load_data(&args.data, None)?;
-    let reference_split = sim.reference_split.clone().unwrap_or_else(|| {
-        if args.data.dataset == "embedded" { "test".into() } else { "train".into() }
+    // References come from the training split of a named dataset, else from the data itself.
+    let reference_split = sim.reference_split.clone().or_else(|| {
+        if args.data.has_train_split() { Some("train".into()) } else { args.data.split.clone() }
     });
     let reference_data: LoadedData = if reference_split == args.data.split {
         load_data(&args.data, None)?
@@ -308,8 +316,9 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     manifest.timings_s.insert("fit".into(), fit.seconds);
     manifest.timings_s.insert("explain".into(), explain_s);
 
-    let class_names = class_names(&args.data.dataset, classes);
+    let class_names = class_names(&data.data, classes);
     let (height, width) = image_size(data.data.data_shape());
+    let channels = data.data.data_shape().get(2).copied().unwrap_or(1);
     let pixels = |raw: &ArrayD<f32>, i: usize| -> Vec<f32> {
         raw.index_axis(ndarray::Axis(0), i).iter().copied().collect()
     };
@@ -323,6 +332,7 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let figures = Figures {
         height,
         width,
+        channels,
         class_names: class_names.clone(),
         sim_fn,
         instances: (0..rows.len())
@@ -475,6 +485,7 @@ fn grid(figures: &Figures, which: &[Vec<Shown>], most: bool) -> ImageTable {
             .collect(),
         height: figures.height,
         width: figures.width,
+        channels: figures.channels,
         range: None,
     }
 }
