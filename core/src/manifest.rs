@@ -81,6 +81,9 @@ pub struct DatasetRef {
     /// For an image folder: SHA-256 over its sorted relative paths and each file's SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
+    /// For JPEG images: the decoder that read them (libjpeg-turbo, as Pillow, or image-rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_decoder: Option<String>,
 }
 
 impl RunManifest {

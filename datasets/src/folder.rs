@@ -187,9 +187,15 @@ fn header(bytes: &[u8], path: &Path) -> Result<((usize, usize), bool)> {
 }
 
 /// Decodes an image file as grey (one channel) or RGB (three), as Pillow's `convert`: grey
-/// repeated for RGB, alpha dropped.
+/// repeated for RGB, alpha dropped. JPEGs are decoded by libjpeg-turbo when the system has it
+/// (as Pillow does; see [`crate::turbojpeg`]).
 pub fn decode_file(path: &Path, channels: usize) -> Result<RawImage> {
     let bytes = std::fs::read(path).map_err(io_error(path))?;
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        && let Some(decoded) = crate::turbojpeg::decode(&bytes, path, channels)
+    {
+        return decoded;
+    }
     let image = image::load_from_memory(&bytes).map_err(|e| DatasetError::Format {
         path: path.into(),
         reason: format!("not a readable image: {e}"),

@@ -34,6 +34,7 @@ pub mod preprocess;
 pub mod source;
 mod store;
 pub mod table;
+pub mod turbojpeg;
 pub mod write;
 
 pub use catalog::{Checksum, DatasetSpec, FileSpec, Split, dataset_spec, datasets, load_split};

@@ -365,5 +365,12 @@ fn open_folder(
     let data = ImageDataSet::new(&name, Arc::new(store), Some(labels), scan.classes.clone(), p)?;
     let mut r = reference("folder", &dir.display().to_string(), Some(dir), split, Vec::new());
     r.content_sha256 = Some(scan.content_sha256);
+    let jpeg = |f: &crate::folder::FolderFile| {
+        let lower = f.relative.to_ascii_lowercase();
+        lower.ends_with(".jpg") || lower.ends_with(".jpeg")
+    };
+    if scan.files.iter().any(jpeg) {
+        r.jpeg_decoder = Some(crate::turbojpeg::jpeg_decoder());
+    }
     Ok((data, r))
 }
