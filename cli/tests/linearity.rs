@@ -72,7 +72,7 @@ fn every_layer_in_one_run_with_files_and_plots() {
     assert!(is_png(&out.join("layers.png")) && is_png(&out.join("histograms.png")));
     let csv = std::fs::read_to_string(out.join("instances.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
-    assert!(csv.starts_with("index,label,conv_1,"));
+    assert!(csv.starts_with("index,label,class_name,conv_1,"));
     // The same seed gives the same instances and values, whatever the batch size.
     let again = json(&[
         "run",

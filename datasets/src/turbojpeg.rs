@@ -22,8 +22,26 @@ struct TurboJpeg {
     _library: libloading::Library,
     path: String,
     init: unsafe extern "C" fn() -> Handle,
-    header: unsafe extern "C" fn(Handle, *const u8, c_ulong, *mut c_int, *mut c_int, *mut c_int, *mut c_int) -> c_int,
-    decompress: unsafe extern "C" fn(Handle, *const u8, c_ulong, *mut u8, c_int, c_int, c_int, c_int, c_int) -> c_int,
+    header: unsafe extern "C" fn(
+        Handle,
+        *const u8,
+        c_ulong,
+        *mut c_int,
+        *mut c_int,
+        *mut c_int,
+        *mut c_int,
+    ) -> c_int,
+    decompress: unsafe extern "C" fn(
+        Handle,
+        *const u8,
+        c_ulong,
+        *mut u8,
+        c_int,
+        c_int,
+        c_int,
+        c_int,
+        c_int,
+    ) -> c_int,
     error: unsafe extern "C" fn(Handle) -> *mut c_char,
     destroy: unsafe extern "C" fn(Handle) -> c_int,
 }
@@ -64,7 +82,15 @@ fn load() -> Option<TurboJpeg> {
         };
         if let Ok((init, header, decompress, error, destroy)) = functions {
             tracing::debug!(%path, "decoding JPEGs with libjpeg-turbo");
-            return Some(TurboJpeg { _library: library, path, init, header, decompress, error, destroy });
+            return Some(TurboJpeg {
+                _library: library,
+                path,
+                init,
+                header,
+                decompress,
+                error,
+                destroy,
+            });
         }
     }
     None
@@ -99,21 +125,47 @@ fn decode_with(lib: &TurboJpeg, bytes: &[u8], path: &Path, channels: usize) -> R
     unsafe {
         let handle = (lib.init)();
         if handle.is_null() {
-            return Err(DatasetError::Format { path: path.into(), reason: "libjpeg-turbo could not start a decoder".into() });
+            return Err(DatasetError::Format {
+                path: path.into(),
+                reason: "libjpeg-turbo could not start a decoder".into(),
+            });
         }
         let fail = |handle: Handle| {
             let message = CStr::from_ptr((lib.error)(handle)).to_string_lossy().into_owned();
             (lib.destroy)(handle);
-            Err(DatasetError::Format { path: path.into(), reason: format!("not a readable JPEG: {message}") })
+            Err(DatasetError::Format {
+                path: path.into(),
+                reason: format!("not a readable JPEG: {message}"),
+            })
         };
         let (mut w, mut h, mut sub, mut space) = (0, 0, 0, 0);
-        if (lib.header)(handle, bytes.as_ptr(), bytes.len() as c_ulong, &mut w, &mut h, &mut sub, &mut space) != 0 {
+        if (lib.header)(
+            handle,
+            bytes.as_ptr(),
+            bytes.len() as c_ulong,
+            &mut w,
+            &mut h,
+            &mut sub,
+            &mut space,
+        ) != 0
+        {
             return fail(handle);
         }
         let (width, height) = (w.max(0) as usize, h.max(0) as usize);
         let mut pixels = vec![0u8; width * height * channels];
         let format = if channels == 3 { TJPF_RGB } else { TJPF_GRAY };
-        if (lib.decompress)(handle, bytes.as_ptr(), bytes.len() as c_ulong, pixels.as_mut_ptr(), w, 0, h, format, 0) != 0 {
+        if (lib.decompress)(
+            handle,
+            bytes.as_ptr(),
+            bytes.len() as c_ulong,
+            pixels.as_mut_ptr(),
+            w,
+            0,
+            h,
+            format,
+            0,
+        ) != 0
+        {
             return fail(handle);
         }
         (lib.destroy)(handle);

@@ -195,7 +195,7 @@ fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
     if let Some(out) = &lin.out {
         let mut dir = OutDir::create(out)?;
         dir.manifest(MANIFEST, &doc)?;
-        write_csv(&mut dir, &state, &summary)?;
+        write_csv(&mut dir, &state, &summary, &classes)?;
         linearity_charts(&mut dir, &summary, &output, &classes)?;
         dir.commit()?;
     }
@@ -386,15 +386,22 @@ fn summary_cells(s: &Summary) -> Vec<String> {
 const SUMMARY_HEADER: [&str; 9] =
     ["mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"];
 
-fn write_csv(out: &mut OutDir, state: &LinearityState, summary: &LinearityResult) -> Result<()> {
+fn write_csv(
+    out: &mut OutDir,
+    state: &LinearityState,
+    summary: &LinearityResult,
+    class_names: &[String],
+) -> Result<()> {
+    let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
     out.csv("instances.csv", |w| {
-        let mut header = vec!["index".to_string(), "label".to_string()];
+        let mut header = vec!["index".to_string(), "label".to_string(), "class_name".to_string()];
         header.extend(state.layers.iter().map(|l| l.name.clone()));
         w.write_record(&header)?;
         for i in 0..state.len() {
             let mut row = vec![
                 state.indices[i].to_string(),
                 state.labels.as_ref().map_or(String::new(), |l| l[i].to_string()),
+                state.labels.as_ref().map_or(String::new(), |l| name(l[i])),
             ];
             row.extend(state.values.iter().map(|v| format!("{}", v[i])));
             w.write_record(&row)?;
@@ -417,13 +424,17 @@ fn write_csv(out: &mut OutDir, state: &LinearityState, summary: &LinearityResult
         Ok(())
     })?;
     out.csv("classes.csv", |w| {
-        let mut header = vec!["layer", "class", "count"];
+        let mut header = vec!["layer", "class", "class_name", "count"];
         header.extend(SUMMARY_HEADER);
         w.write_record(&header)?;
         for l in &summary.layers {
             for c in &l.classes {
-                let mut row =
-                    vec![l.name.clone(), c.class.to_string(), c.summary.count.to_string()];
+                let mut row = vec![
+                    l.name.clone(),
+                    c.class.to_string(),
+                    name(c.class),
+                    c.summary.count.to_string(),
+                ];
                 row.extend(summary_cells(&c.summary));
                 w.write_record(&row)?;
             }

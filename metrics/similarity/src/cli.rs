@@ -412,6 +412,9 @@ fn write_csv(out: &mut OutDir, doc: &serde_json::Value) -> Result<()> {
         ids("reference", "labels"),
         ids("reference", "predictions"),
     );
+    let names: Vec<String> =
+        serde_json::from_value(result["figures"]["class_names"].clone()).unwrap_or_default();
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
     out.csv("scores.csv", |w| {
         w.write_record([
             "instance",
@@ -421,6 +424,8 @@ fn write_csv(out: &mut OutDir, doc: &serde_json::Value) -> Result<()> {
             "reference_row",
             "reference_label",
             "reference_prediction",
+            "reference_label_name",
+            "reference_prediction_name",
             "score",
         ])?;
         for (i, order) in explanation.ordered_indices.iter().enumerate() {
@@ -433,6 +438,8 @@ fn write_csv(out: &mut OutDir, doc: &serde_json::Value) -> Result<()> {
                     ref_rows[j].to_string(),
                     ref_labels[j].to_string(),
                     ref_preds[j].to_string(),
+                    name(ref_labels[j]),
+                    name(ref_preds[j]),
                     format!("{:e}", explanation.scores[i][j]),
                 ])?;
             }
