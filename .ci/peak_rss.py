@@ -8,7 +8,7 @@ import resource
 import subprocess
 import sys
 
-status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+status = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE).returncode
 peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(f"{peak_kib / 1024:.1f}")
 sys.exit(status)
