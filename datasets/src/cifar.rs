@@ -281,7 +281,7 @@ fn labels_of(spec: &CifarSpec, bytes: &[u8], path: &Path, labels: &mut Vec<usize
 
 fn whole_records(spec: &CifarSpec, len: u64, path: &Path) -> Result<usize> {
     let record = spec.record() as u64;
-    if len == 0 || len % record != 0 {
+    if len == 0 || !len.is_multiple_of(record) {
         return Err(DatasetError::Format {
             path: path.into(),
             reason: format!(

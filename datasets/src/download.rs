@@ -255,7 +255,7 @@ mod tests {
         let spec = FileSpec { name: "c.tar.gz", checksum: Checksum::Md5(digest) };
         let (base, _) = serve(vec![("/data/c.tar.gz", content.clone())], 4);
         let dir = tempfile::tempdir().unwrap();
-        let path = fetch_file(&spec, &[base.clone()], dir.path()).unwrap();
+        let path = fetch_file(&spec, std::slice::from_ref(&base), dir.path()).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), content);
         let wrong = FileSpec { name: "c.tar.gz", checksum: Checksum::Md5("00") };
         std::fs::remove_file(dir.path().join("c.tar.gz")).unwrap();

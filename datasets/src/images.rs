@@ -122,7 +122,7 @@ impl ImageDataSet {
         preprocess: Preprocess,
     ) -> Result<Self> {
         let per = height * width * channels;
-        if per == 0 || pixels.len() % per != 0 {
+        if per == 0 || !pixels.len().is_multiple_of(per) {
             return Err(DatasetError::Inconsistent(format!(
                 "{name}: {} bytes are not whole {height} x {width} x {channels} images",
                 pixels.len()

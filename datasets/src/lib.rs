@@ -15,7 +15,7 @@
 //!   conversions, Pillow's bilinear resize to the bit;
 //! - [`ImageDataSet`]: labelled images as an nnlens [`DataSet`](nnlens_core::DataSet), read and
 //!   preprocessed a batch at a time, in parallel;
-//! - [`write`]: samples of any source as image folders or NPY arrays;
+//! - [`write`](mod@write): samples of any source as image folders or NPY arrays;
 //! - [`npy`]: NPY arrays of any numeric type, as `f32`;
 //! - [`table`]: tables of numbers (CSV with a header, or NPY) as `f64` matrices.
 #![warn(missing_docs)]

@@ -394,11 +394,11 @@ mod tests {
         let out = resize_bilinear(row, 1, 4);
         let Pixels::U8(v) = out.pixels else { panic!() };
         // Output 1 (centre 3.0): inputs 1..5 with weights 1/8, 3/8, 3/8, 1/8 of 80,160,240,0.
-        let expected = (80.0 + 3.0 * 160.0 + 3.0 * 240.0 + 0.0) / 8.0;
-        assert_eq!(v[1], (expected as f64 + 0.5).floor() as u8);
+        let expected: f64 = (80.0 + 3.0 * 160.0 + 3.0 * 240.0 + 0.0) / 8.0;
+        assert_eq!(v[1], (expected + 0.5).floor() as u8);
         // Output 0 (centre 1.0): inputs 0..3 with weights 3/8, 3/8, 1/8 renormalised by 7/8.
-        let expected0 = (3.0 * 0.0 + 3.0 * 80.0 + 160.0) / 7.0;
-        assert_eq!(v[0], (expected0 as f64 + 0.5).floor() as u8);
+        let expected0: f64 = (3.0 * 0.0 + 3.0 * 80.0 + 160.0) / 7.0;
+        assert_eq!(v[0], (expected0 + 0.5).floor() as u8);
     }
 
     #[test]

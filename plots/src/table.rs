@@ -245,7 +245,7 @@ mod tests {
         // RGB: three values a pixel, each channel through the range.
         let mut rgb = table.clone();
         rgb.channels = 3;
-        rgb.rows = vec![vec![ImageCell { caption: vec![], pixels: vec![0.0, 0.5, 1.0].repeat(4) }]];
+        rgb.rows = vec![vec![ImageCell { caption: vec![], pixels: [0.0, 0.5, 1.0].repeat(4) }]];
         image_table(&dir.join("rgb.png"), &rgb).unwrap();
         rgb.rows[0][0].pixels.truncate(4);
         let e = image_table(&dir.join("b.png"), &rgb).unwrap_err().to_string();

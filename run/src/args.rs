@@ -46,12 +46,12 @@ pub struct ModelArgs {
 pub struct DataArgs {
     /// The data: `embedded` (a 1000-image Fashion-MNIST test sample shipped in the binary; the
     /// default), `mnist`, `fashion-mnist`, `cifar10`, `cifar100`, `folder:DIR` (an image folder,
-    /// DIR/<class>/<image>, as torchvision's ImageFolder) or `npy:X.npy` (an NPY array of
+    /// DIR/CLASS/IMAGE, as torchvision's ImageFolder) or `npy:X.npy` (an NPY array of
     /// images, with --labels). A directory or a .npy file may be given without the prefix.
     #[arg(long, default_value = "embedded")]
     pub dataset: String,
     /// Split: train or test for the named datasets (default test); for a folder, the
-    /// sub-folder DIR/<split> (default: DIR itself).
+    /// sub-folder DIR/SPLIT (default: DIR itself).
     #[arg(long)]
     pub split: Option<String>,
     /// Directory holding a named dataset's official files (IDX, or CIFAR's tarball or its
