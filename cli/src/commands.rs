@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ndarray::ArrayD;
 use ndarray_npy::WriteNpyExt;
-use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches};
+use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches_prefetched};
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
 use nnlens_datasets::{DataSource, Split, dataset_spec};
@@ -98,7 +98,8 @@ fn manifest(
 }
 
 /// The outputs of `each` on the dataset's inputs in batches of `batch_size`, shaped for
-/// `model`'s input, joined along the batch axis ([`in_batches`]), with a progress bar:
+/// `model`'s input, joined along the batch axis ([`in_batches_prefetched`]: the next batch is
+/// read while this one runs), with a progress bar:
 /// `each(range of samples, inputs)`.
 fn in_dataset_batches(
     cli: &RunContext,
@@ -113,11 +114,16 @@ fn in_dataset_batches(
     }
     let input = &model.model.structure().input;
     let bar = progress(data.data.len() as u64, what, cli.quiet);
-    let joined = in_batches(data.data.len(), batch_size, |rows| {
-        let x = conform_input(data.data.batch(rows.clone())?, input)?;
-        bar.inc(rows.len() as u64);
-        each(rows, x)
-    })?;
+    // The next batch is read, decoded and laid out for the model while this one runs.
+    let joined = in_batches_prefetched(
+        data.data.len(),
+        batch_size,
+        |rows| -> Result<ArrayD<f32>> { Ok(conform_input(data.data.batch(rows)?, input)?) },
+        |rows, x| {
+            bar.inc(rows.len() as u64);
+            each(rows, x)
+        },
+    )?;
     bar.finish_and_clear();
     Ok(joined)
 }
@@ -325,17 +331,30 @@ fn backends(cli: &RunContext) -> Result<()> {
 }
 
 fn fetch(cli: &RunContext, args: &FetchArgs) -> Result<()> {
-    let spec = dataset_spec(&args.dataset)?;
-    let mirrors: Vec<String> = if args.mirror.is_empty() {
-        spec.mirrors.iter().map(|m| m.to_string()).collect()
-    } else {
-        args.mirror.clone()
+    let mirrors = |official: &[&str]| -> Vec<String> {
+        if args.mirror.is_empty() {
+            official.iter().map(|m| m.to_string()).collect()
+        } else {
+            args.mirror.clone()
+        }
     };
-    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir).join(spec.name);
+    let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut paths = Vec::new();
-    for split in [Split::Train, Split::Test] {
-        for file in spec.files(split) {
-            paths.push(fetch_file(&file, &mirrors, &dir)?);
+    if let Some(cifar) = nnlens_datasets::cifar::cifar_spec(&args.dataset) {
+        // One tarball holds both splits.
+        paths.push(fetch_file(&cifar.archive, &mirrors(cifar.mirrors), &cache.join(cifar.name))?);
+    } else {
+        let spec = dataset_spec(&args.dataset).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown dataset '{}'; nnlens fetches fashion-mnist, mnist, cifar10, cifar100",
+                args.dataset
+            )
+        })?;
+        let dir = cache.join(spec.name);
+        for split in [Split::Train, Split::Test] {
+            for file in spec.files(split) {
+                paths.push(fetch_file(&file, &mirrors(spec.mirrors), &dir)?);
+            }
         }
     }
     match cli.format {

@@ -129,7 +129,7 @@ pub struct PredictArgs {
 /// `nnlens fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Dataset name (fashion-mnist, mnist).
+    /// Dataset name (fashion-mnist, mnist, cifar10, cifar100).
     pub dataset: String,
     /// Cache directory (default: $NNLENS_CACHE_DIR or ~/.cache/nnlens).
     #[arg(long)]

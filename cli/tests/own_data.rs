@@ -537,6 +537,12 @@ fn bad_sources_are_one_line_errors_naming_the_file() {
         &["--dataset", &format!("folder:{}", s(&d.join("folder"))), "--mean", "0.5,0.5"],
         &["--mean", "2 values"],
     );
-    // Nothing was written anywhere by the failures: the working folder holds what the test made.
+    // `fetch` knows CIFAR's tarball: a mirror that does not answer is named with the file.
+    let cache = d.join("cache");
+    fails_naming(
+        &["fetch", "cifar10", "--cache-dir", s(&cache), "--mirror", "http://127.0.0.1:9/"],
+        &["cifar-10-binary.tar.gz"],
+    );
+    assert!(!cache.join("cifar10/cifar-10-binary.tar.gz").exists());
     let _ = nnlens;
 }

@@ -10,7 +10,7 @@
 //! | [`DataSet`], [`TransformationsDataSet`] | a 2-D matrix of inputs (rows x columns; samples x transformations), as in transformational-measures-tf |
 //! | [`BlockIterator`], [`Block`] | activations of blocks of a dataset, streamed through a model with memory bounded by the block |
 //! | [`GradModel`], [`Loss`], [`Targets`] | models that give per-example gradients of a loss with respect to their parameters |
-//! | [`in_batches`], [`predict_in_batches`] | the one "run in batches, then join along the batch axis" loop |
+//! | [`in_batches`], [`in_batches_prefetched`], [`predict_in_batches`] | the one "run in batches, then join along the batch axis" loop (with the next batch's inputs made ahead, on another thread) |
 //! | [`MetricEntry`], [`register_metric!`] | the metric registry, collected at link time with `inventory`; families are open (a name) |
 //! | [`BackendEntry`], [`register_backend!`] | the registry of inference engines; [`grad_backend`] finds those that give gradients ([`GradLoaders`]) |
 //! | [`RunManifest`] | the serialisable description of a run, one schema for every family ([`MANIFEST_SCHEMA_VERSION`]) |
@@ -45,7 +45,9 @@ pub use registry::{
     BackendEntry, BackendOptions, GradLoaders, LoadBytesFn, LoadFn, LoadGradBytesFn, LoadGradFn,
     Metric, MetricEntry, MetricFamily, Precision, backend, backends, grad_backend, metric, metrics,
 };
-pub use request::{TensorRequest, in_batches, join_chunks, predict_in_batches};
+pub use request::{
+    TensorRequest, in_batches, in_batches_prefetched, join_chunks, predict_in_batches,
+};
 pub use structure::{InputStructure, LayerStructure, ModelStructure};
 
 #[doc(hidden)]

@@ -136,6 +136,43 @@ pub fn in_batches<E: From<CoreError>>(
     Ok(join_chunks(chunks)?)
 }
 
+/// As [`in_batches`], with the inputs of each batch made by `fetch` on another thread, one batch
+/// ahead of `run`: reading and decoding the next batch overlaps the model's work on this one, and
+/// at most two batches of inputs are alive at a time. The first error of either side ends both.
+///
+/// # Errors
+/// As [`in_batches`]; what `fetch` or `run` returns.
+pub fn in_batches_prefetched<X: Send, E: From<CoreError> + Send>(
+    rows: usize,
+    batch_size: usize,
+    fetch: impl Fn(Range<usize>) -> std::result::Result<X, E> + Sync,
+    mut run: impl FnMut(Range<usize>, X) -> std::result::Result<Vec<ArrayD<f32>>, E>,
+) -> std::result::Result<Vec<ArrayD<f32>>, E> {
+    if batch_size == 0 {
+        return in_batches(rows, batch_size, |_| Ok(Vec::new()));
+    }
+    let fetch = &fetch;
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for start in (0..rows).step_by(batch_size) {
+                let range = start..(start + batch_size).min(rows);
+                let item = fetch(range.clone()).map(|x| (range, x));
+                let failed = item.is_err();
+                if sender.send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut chunks = Vec::new();
+        for item in receiver {
+            let (range, x) = item?;
+            chunks.push(run(range, x)?);
+        }
+        Ok(join_chunks(chunks)?)
+    })
+}
+
 /// The activations of `layers` (`None`: every layer, in structure order) for the inputs `x`,
 /// computed in batches of at most `batch_size` rows ([`in_batches`]).
 ///
@@ -157,6 +194,32 @@ pub fn predict_in_batches(
 mod tests {
     use super::*;
     use crate::InputStructure;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn prefetched_batches_join_as_in_batches_and_stop_at_errors() {
+        let value = |r: Range<usize>| -> Result<ArrayD<f32>> {
+            Ok(ArrayD::from_shape_fn(IxDyn(&[r.len(), 2]), |i| {
+                (r.start + i[0]) as f32 * 10.0 + i[1] as f32
+            }))
+        };
+        let plain = in_batches(7, 3, |r| Ok::<_, CoreError>(vec![value(r)?])).unwrap();
+        let ahead = in_batches_prefetched(7, 3, value, |_, x| Ok::<_, CoreError>(vec![x])).unwrap();
+        assert_eq!(plain, ahead);
+        let mut seen = Vec::new();
+        let failed = in_batches_prefetched(
+            10,
+            2,
+            |r| if r.start == 4 { Err(CoreError::Empty("batch 2".into())) } else { value(r) },
+            |r, x| {
+                seen.push(r.start);
+                Ok(vec![x])
+            },
+        );
+        assert!(matches!(failed, Err(CoreError::Empty(_))));
+        assert_eq!(seen, [0, 2], "no batch after the failed one runs");
+        assert!(in_batches_prefetched(3, 0, value, |_, x| Ok::<_, CoreError>(vec![x])).is_err());
+    }
 
     fn structure() -> (ModelStructure, Vec<LayerStructure>) {
         let layer = |name: &str, tensor: &str| LayerStructure {

@@ -55,9 +55,20 @@ impl Hasher {
 /// # Errors
 /// [`DatasetError::Io`].
 pub fn digest_file(path: &Path, checksum: &Checksum) -> Result<String> {
+    digest_with(path, Hasher::new(checksum))
+}
+
+/// SHA-256 of a file, hex, streaming.
+///
+/// # Errors
+/// [`DatasetError::Io`].
+pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_with(path, Hasher::Sha256(Sha256::new()))
+}
+
+fn digest_with(path: &Path, mut hasher: Hasher) -> Result<String> {
     let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Hasher::new(checksum);
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buf).map_err(io)?;
@@ -69,28 +80,10 @@ pub fn digest_file(path: &Path, checksum: &Checksum) -> Result<String> {
     Ok(hasher.finish())
 }
 
-/// SHA-256 of a file, hex, streaming.
-///
-/// # Errors
-/// [`DatasetError::Io`].
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// Returns the path of `file` in `dir`, downloading it from the first mirror that has it when
 /// it is not there (or is there with another checksum). The content is checked against the
-/// file's SHA-256 before it is moved into place, so the cache never holds a bad file.
+/// file's published checksum before it is moved into place, so the cache never holds a bad
+/// file.
 ///
 /// # Errors
 /// [`DatasetError::Checksum`] when a mirror serves other content, [`DatasetError::Download`]
