@@ -10,7 +10,7 @@ use ndarray_npy::WriteNpyExt;
 use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches_prefetched};
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
-use nnlens_datasets::{DataSource, Split, dataset_spec};
+use nnlens_datasets::{Split, dataset_spec};
 use nnlens_run::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
 use nnlens_run::output::{print_json, print_table, progress, write_json};
 use nnlens_run::{Format, MANIFEST, OutDir, RunContext};
@@ -384,8 +384,8 @@ fn sample(cli: &RunContext, args: &SampleArgs) -> Result<()> {
         indices
     };
     let subset = data.data.subset(&indices)?;
-    let idx_source = args.data.dataset == "embedded"
-        || matches!(DataSource::parse(&args.data.dataset), Ok(DataSource::Idx(_)));
+    let kind = data.reference.kind.as_deref();
+    let idx_source = matches!(kind, Some("idx" | "embedded"));
     let format = match args.write_as {
         SampleFormat::Auto if idx_source && subset.image_shape()[2] == 1 => SampleFormat::Idx,
         SampleFormat::Auto if subset.is_bytes() => SampleFormat::Folder,
@@ -403,11 +403,8 @@ fn sample(cli: &RunContext, args: &SampleArgs) -> Result<()> {
         SampleFormat::Idx => {
             let (images, labels) = subset.to_idx()?;
             let split: Split = args.data.split.as_deref().unwrap_or("test").parse()?;
-            let name = if idx_source && args.data.dataset != "embedded" {
-                args.data.dataset.as_str()
-            } else {
-                "fashion-mnist"
-            };
+            let name =
+                if kind == Some("idx") { args.data.dataset.as_str() } else { "fashion-mnist" };
             let [image_file, label_file] = dataset_spec(name)?.files(split);
             let mut dir = OutDir::create(&args.out)?;
             for (file, array) in [(image_file, images), (label_file, labels)] {

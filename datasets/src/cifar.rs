@@ -310,7 +310,8 @@ fn load_records(spec: &CifarSpec, paths: &[PathBuf]) -> Result<CifarSplit> {
             left -= take;
         }
         artifacts.push(artifact(path)?);
-        files.push((path.clone(), File::open(path).map_err(io)?, n));
+        // Records are read by position later: where the label pass left the cursor is moot.
+        files.push((path.clone(), file, n));
     }
     let store = RecordStore { files, header: spec.header, height: 32, width: 32, channels: 3 };
     Ok(CifarSplit { store: Box::new(store), labels, files: artifacts })

@@ -126,7 +126,6 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan> {
     let mut paths = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let dir = root.join(class);
-        let before = paths.len();
         let mut found = Vec::new();
         walk(&dir, &mut found)?;
         if found.is_empty() {
@@ -137,7 +136,6 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan> {
             )));
         }
         paths.extend(found.into_iter().map(|p| (p, label)));
-        debug_assert!(paths.len() > before);
     }
     let scanned: Vec<(FolderFile, String)> = paths
         .par_iter()

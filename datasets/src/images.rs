@@ -293,11 +293,7 @@ impl ImageDataSet {
     /// # Errors
     /// [`CoreError::OutOfRange`] past the end; a file that cannot be read or decoded.
     pub fn raw_image(&self, row: usize) -> Result<RawImage> {
-        let &i = self.rows.get(row).ok_or_else(|| CoreError::OutOfRange {
-            what: format!("images of {}", self.name),
-            index: row,
-            len: self.len(),
-        })?;
+        let i = self.store_row(row)?;
         let image = self.preprocess.transform(self.store.read(i)?);
         self.check_size(&image, i)?;
         Ok(image)
@@ -318,17 +314,19 @@ impl ImageDataSet {
         Ok(())
     }
 
-    /// Reads, preprocesses and scales the images of store indices `indices` into `out` (one
-    /// image after another), in parallel.
-    fn fill(&self, indices: &[usize], out: &mut [f32]) -> nnlens_core::Result<()> {
+    /// The images of store indices `indices`, read, preprocessed and scaled in parallel, as an
+    /// array `[...leading, height, width, channels]` (`leading` multiplies to the count).
+    fn read(&self, indices: &[usize], leading: &[usize]) -> nnlens_core::Result<ArrayD<f32>> {
         let per: usize = self.data_shape.iter().product();
-        out.par_chunks_mut(per).zip(indices.par_iter()).try_for_each(|(chunk, &i)| {
+        let mut values = vec![0f32; indices.len() * per];
+        values.par_chunks_mut(per).zip(indices.par_iter()).try_for_each(|(chunk, &i)| {
             let image = self.preprocess.transform(self.store.read(i)?);
             self.check_size(&image, i)?;
             self.preprocess.values_into(&image, chunk);
             Ok::<_, DatasetError>(())
         })?;
-        Ok(())
+        let shape: Vec<usize> = leading.iter().chain(&self.data_shape).copied().collect();
+        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| CoreError::DataSet(e.to_string()))
     }
 
     fn store_row(&self, row: usize) -> nnlens_core::Result<usize> {
@@ -347,11 +345,7 @@ impl ImageDataSet {
     pub fn images(&self, rows: &[usize]) -> nnlens_core::Result<ArrayD<f32>> {
         let indices =
             rows.iter().map(|&r| self.store_row(r)).collect::<nnlens_core::Result<Vec<_>>>()?;
-        let mut shape = vec![rows.len()];
-        shape.extend_from_slice(&self.data_shape);
-        let mut values = vec![0f32; shape.iter().product()];
-        self.fill(&indices, &mut values)?;
-        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| CoreError::DataSet(e.to_string()))
+        self.read(&indices, &[rows.len()])
     }
 
     /// The images of `range` as `f32` `[len, height, width, channels]`, preprocessed and
@@ -408,13 +402,7 @@ impl ImageDataSet {
                 "IDX labels are bytes: a label is above 255".into(),
             ));
         }
-        let mut pixels = Vec::with_capacity(self.len() * h * w);
-        for row in 0..self.len() {
-            match self.raw_image(row)?.pixels {
-                Pixels::U8(v) => pixels.extend(v),
-                Pixels::F32(_) => unreachable!("byte stores give bytes"),
-            }
-        }
+        let pixels = self.bytes()?;
         Ok((
             IdxArray { dims: vec![self.len(), h, w], data: IdxData::U8(pixels) },
             IdxArray {
@@ -422,6 +410,28 @@ impl ImageDataSet {
                 data: IdxData::U8(labels.iter().map(|&l| l as u8).collect()),
             },
         ))
+    }
+
+    /// Every image's bytes after the geometric and colour steps of the preprocessing, one
+    /// image after another (`len x height x width x channels`), for writing samples.
+    ///
+    /// # Errors
+    /// [`DatasetError::Inconsistent`] for a source of floats; an image that cannot be read.
+    pub fn bytes(&self) -> Result<Vec<u8>> {
+        if !self.store.is_u8() {
+            return Err(DatasetError::Inconsistent(format!(
+                "{} holds floats, not bytes",
+                self.name
+            )));
+        }
+        let mut pixels = Vec::with_capacity(self.len() * self.data_shape.iter().product::<usize>());
+        for row in 0..self.len() {
+            match self.raw_image(row)?.pixels {
+                Pixels::U8(v) => pixels.extend(v),
+                Pixels::F32(_) => unreachable!("byte stores give bytes"),
+            }
+        }
+        Ok(pixels)
     }
 
     /// Whether the source's values are bytes (else floats).
@@ -452,11 +462,7 @@ impl DataSet for ImageDataSet {
                 indices.push(self.store_row(if self.transposed { c } else { r })?);
             }
         }
-        let mut shape = vec![rows.len(), cols.len()];
-        shape.extend_from_slice(&self.data_shape);
-        let mut values = vec![0f32; shape.iter().product()];
-        self.fill(&indices, &mut values)?;
-        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| CoreError::DataSet(e.to_string()))
+        self.read(&indices, &[rows.len(), cols.len()])
     }
 
     fn transpose(&mut self) {

@@ -26,17 +26,7 @@ pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
 /// file could declare a 4 GiB header).
 fn check_preamble(bytes: &[u8], path: &Path) -> Result<()> {
     let format = |reason: String| DatasetError::Format { path: path.into(), reason };
-    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
-        return Err(format("not a readable NPY array: no NPY magic string and version".into()));
-    }
-    let (start, header_len) = match bytes[6] {
-        1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
-        2 | 3 if bytes.len() >= 12 => {
-            (12, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize)
-        }
-        2 | 3 => return Err(format("not a readable NPY array: truncated preamble".into())),
-        v => return Err(format(format!("not a readable NPY array: unknown version {v}"))),
-    };
+    let (start, header_len) = preamble(bytes, path)?;
     if header_len > bytes.len() - start {
         return Err(format(format!(
             "not a readable NPY array: truncated: the header declares {header_len} bytes, the file holds {}",
@@ -52,6 +42,26 @@ fn check_preamble(bytes: &[u8], path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Where the header of an NPY file starts and how long it says it is, from the file's first
+/// bytes (at least its first 12, where it has them): the magic string and a known version.
+///
+/// # Errors
+/// [`DatasetError::Format`] naming `path` for anything else.
+pub(crate) fn preamble(bytes: &[u8], path: &Path) -> Result<(usize, usize)> {
+    let format = |reason: String| DatasetError::Format { path: path.into(), reason };
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        return Err(format("not a readable NPY array: no NPY magic string and version".into()));
+    }
+    match bytes[6] {
+        1 => Ok((10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]])))),
+        2 | 3 if bytes.len() >= 12 => {
+            Ok((12, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize))
+        }
+        2 | 3 => Err(format("not a readable NPY array: truncated preamble".into())),
+        v => Err(format(format!("not a readable NPY array: unknown version {v}"))),
+    }
 }
 
 /// The deepest nesting of NPY header brackets a header may have.

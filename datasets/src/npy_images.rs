@@ -85,16 +85,8 @@ pub fn read_npy_images_header(path: &Path) -> Result<NpyImagesHeader> {
     let mut pre = [0u8; 12];
     let got =
         file.read(&mut pre).map_err(|source| DatasetError::Io { path: path.into(), source })?;
-    if got < 10 || !pre.starts_with(b"\x93NUMPY") {
-        return Err(format(path, "not an NPY array: no NPY magic string and version"));
-    }
-    let (start, header_len) = match pre[6] {
-        1 => (10u64, u64::from(u16::from_le_bytes([pre[8], pre[9]]))),
-        2 | 3 if got == 12 => {
-            (12, u64::from(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]])))
-        }
-        v => return Err(format(path, format!("not a readable NPY array: version {v}"))),
-    };
+    let (start, header_len) = crate::npy::preamble(&pre[..got], path)?;
+    let (start, header_len) = (start as u64, header_len as u64);
     if header_len > 1 << 20 || start + header_len > file_len {
         return Err(format(path, "not a readable NPY array: truncated header"));
     }

@@ -167,13 +167,7 @@ pub fn open(request: &DataRequest) -> Result<OpenedData> {
             };
             let (data, files) = load_split(spec, split, &source, p.scale)?;
             let data = data.with_preprocess(p)?;
-            let r = reference(
-                "idx",
-                spec.name,
-                request.data_dir.as_deref(),
-                Some(split.as_str()),
-                files,
-            );
+            let r = reference(spec.name, request.data_dir.as_deref(), Some(split.as_str()), files);
             (data, r)
         }
         DataSource::Cifar(spec) => {
@@ -190,7 +184,6 @@ pub fn open(request: &DataRequest) -> Result<OpenedData> {
             let data =
                 ImageDataSet::new(&name, Arc::from(loaded.store), Some(loaded.labels), classes, p)?;
             let r = reference(
-                "cifar",
                 spec.name,
                 request.data_dir.as_deref(),
                 Some(split.as_str()),
@@ -260,7 +253,7 @@ pub fn open(request: &DataRequest) -> Result<OpenedData> {
             let name = path.display().to_string();
             let data = ImageDataSet::new(&name, Arc::new(store), labels, classes, p)
                 .map_err(|e| name_labels(e, request.labels.as_deref()))?;
-            let mut r = reference("npy", &name, None, None, files);
+            let mut r = reference(&name, None, None, files);
             r.path = Some(path.display().to_string());
             (data, r)
         }
@@ -276,6 +269,7 @@ pub fn open(request: &DataRequest) -> Result<OpenedData> {
         }
         _ => data,
     };
+    reference.kind = Some(request.source.kind().to_string());
     reference.samples = data.len();
     reference.class_names = data.class_names().to_vec();
     reference.preprocessing = serde_json::to_value(data.preprocess()).ok();
@@ -309,7 +303,6 @@ fn checked_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 fn reference(
-    kind: &str,
     name: &str,
     dir: Option<&Path>,
     split: Option<&str>,
@@ -320,7 +313,6 @@ fn reference(
         split: split.map(String::from),
         samples: 0,
         files,
-        kind: Some(kind.to_string()),
         path: dir.map(|d| d.display().to_string()),
         ..DatasetRef::default()
     }
@@ -363,7 +355,7 @@ fn open_folder(
     };
     let name = format!("folder {}", dir.display());
     let data = ImageDataSet::new(&name, Arc::new(store), Some(labels), scan.classes.clone(), p)?;
-    let mut r = reference("folder", &dir.display().to_string(), Some(dir), split, Vec::new());
+    let mut r = reference(&dir.display().to_string(), Some(dir), split, Vec::new());
     r.content_sha256 = Some(scan.content_sha256);
     let jpeg = |f: &crate::folder::FolderFile| {
         let lower = f.relative.to_ascii_lowercase();

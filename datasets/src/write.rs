@@ -91,13 +91,7 @@ pub fn write_images_npy(data: &ImageDataSet, inputs: bool, out: &mut impl Write)
         let batch = data.batch(0..data.len())?;
         return batch.write_npy(out).map_err(npy);
     }
-    let mut pixels = Vec::with_capacity(data.len() * h * w * c);
-    for row in 0..data.len() {
-        match data.raw_image(row)?.pixels {
-            Pixels::U8(v) => pixels.extend(v),
-            Pixels::F32(_) => unreachable!("byte sources give bytes"),
-        }
-    }
+    let pixels = data.bytes()?;
     let array = ArrayD::from_shape_vec(IxDyn(&[data.len(), h, w, c]), pixels)
         .map_err(|e| DatasetError::Inconsistent(e.to_string()))?;
     array.write_npy(out).map_err(npy)
