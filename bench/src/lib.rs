@@ -71,6 +71,9 @@ struct Row {
     max_images_per_s: f64,
     /// Median throughput relative to tract on one thread.
     vs_tract_1_thread: f64,
+    /// Why the configuration could not run the model (its numbers are then NaN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<String>,
 }
 
 /// What runs the batches of one configuration.
@@ -113,17 +116,23 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     } else {
         args.backend.clone()
     };
-    // The reference: tract on one thread, then every backend with its thread setting.
-    let mut configs: Vec<(String, Option<usize>, Engine)> = Vec::new();
+    // The reference: tract on one thread, then every backend with its thread setting. A
+    // backend that cannot load or run the model is a row saying why, not the end of the run.
+    let mut configs: Vec<(String, Option<usize>, Result<Engine, String>)> = Vec::new();
     let mut names: Vec<(String, Option<usize>)> = vec![("tract".into(), Some(1))];
     names.extend(backends.iter().map(|b| (b.clone(), args.threads)));
     for (backend, threads) in names {
-        let loaded = load_model_from(args.model.as_deref(), &backend, threads)?;
-        let mut shape = vec![args.batch];
-        shape.extend_from_slice(&loaded.model.structure().input.shape);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
-        let x = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.random::<f32>());
-        configs.push((backend, threads, Engine::Model { loaded, x }));
+        let engine = load_model_from(args.model.as_deref(), &backend, threads).map(|loaded| {
+            let mut shape = vec![args.batch];
+            shape.extend_from_slice(&loaded.model.structure().input.shape);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
+            let x = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.random::<f32>());
+            Engine::Model { loaded, x }
+        });
+        if let Err(e) = &engine {
+            tracing::warn!(backend, "cannot run the model: {e:#}");
+        }
+        configs.push((backend, threads, engine.map_err(|e| format!("{e:#}"))));
     }
     let _embedded;
     if let Some(python) = &args.python {
@@ -135,11 +144,20 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
             }
         };
         let engine = PythonOrt::start(python, &model, args.batch, args.threads, cli.seed)?;
-        configs.push(("onnxruntime (python)".into(), args.threads, Engine::Python(engine)));
+        configs.push(("onnxruntime (python)".into(), args.threads, Ok(Engine::Python(engine))));
+    }
+    if configs.iter().all(|(_, _, e)| e.is_err()) {
+        let (_, _, Err(why)) = &configs[0] else { unreachable!("all failed") };
+        bail!("no backend can run the model: {why}");
     }
     // Warm-up: plan optimisation, allocations, thread pools.
-    for (_, _, engine) in &mut configs {
-        engine.time(1)?;
+    for (backend, _, engine) in &mut configs {
+        if let Ok(e) = engine {
+            if let Err(why) = e.time(1) {
+                tracing::warn!(backend, "cannot run the model: {why:#}");
+                *engine = Err(format!("{why:#}"));
+            }
+        }
     }
     let batches = args.images.div_ceil(args.batch).div_ceil(args.rounds).max(1);
     let images = batches * args.batch;
@@ -150,12 +168,21 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
         // (an engine's threads may still spin, or the CPU may still be hot, from the previous).
         for i in (0..n).map(|k| (round + k) % n) {
             let (backend, threads, engine) = &mut configs[i];
-            let rate = images as f64 / engine.time(batches)?;
-            tracing::info!(backend, ?threads, round, rate, "measured");
-            rates[i].push(rate);
+            let Ok(e) = engine else { continue };
+            match e.time(batches) {
+                Ok(seconds) => {
+                    let rate = images as f64 / seconds;
+                    tracing::info!(backend, ?threads, round, rate, "measured");
+                    rates[i].push(rate);
+                }
+                Err(why) => *engine = Err(format!("{why:#}")),
+            }
         }
     }
     let median = |v: &[f64]| {
+        if v.is_empty() {
+            return f64::NAN;
+        }
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         let n = v.len();
@@ -165,16 +192,17 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     let rows: Vec<Row> = configs
         .iter()
         .zip(&rates)
-        .map(|((backend, threads, _), r)| Row {
+        .map(|((backend, threads, engine), r)| Row {
             backend: backend.clone(),
             threads: *threads,
             batch: args.batch,
             images,
             rounds: args.rounds,
             images_per_s: median(r),
-            min_images_per_s: r.iter().copied().fold(f64::INFINITY, f64::min),
-            max_images_per_s: r.iter().copied().fold(0.0, f64::max),
+            min_images_per_s: r.iter().copied().reduce(f64::min).unwrap_or(f64::NAN),
+            max_images_per_s: r.iter().copied().reduce(f64::max).unwrap_or(f64::NAN),
             vs_tract_1_thread: median(r) / reference,
+            failed: engine.as_ref().err().cloned(),
         })
         .collect();
     match cli.format {
@@ -183,6 +211,12 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
+                    if let Some(why) = &r.failed {
+                        let mut row = vec![r.backend.clone()];
+                        row.extend(["-"; 5].map(String::from));
+                        row.push(format!("cannot run: {why}"));
+                        return row;
+                    }
                     vec![
                         r.backend.clone(),
                         r.threads.map_or("all".into(), |t| t.to_string()),

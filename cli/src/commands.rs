@@ -311,14 +311,28 @@ fn backends(cli: &RunContext) -> Result<()> {
     };
     let gradients =
         |b: &nnlens_core::BackendEntry| if b.gradients.is_some() { "yes" } else { "no" };
+    let operators = |b: &nnlens_core::BackendEntry| {
+        if b.operators.is_empty() {
+            "the engine's own (the ONNX standard)".to_string()
+        } else {
+            b.operators.join(", ")
+        }
+    };
+    let (auto, why) = nnlens_run::inputs::auto_backend();
     if cli.format == Format::Json {
         let list: Vec<_> = all
             .iter()
             .map(|b| {
-                json!({ "name": b.name, "usable": usable(b), "gradients": b.gradients.is_some(), "description": b.description })
+                json!({
+                    "name": b.name,
+                    "usable": usable(b),
+                    "gradients": b.gradients.is_some(),
+                    "description": b.description,
+                    "operators": b.operators,
+                })
             })
             .collect();
-        return print_json(&list);
+        return print_json(&json!({ "backends": list, "auto": { "backend": auto, "why": why } }));
     }
     let rows: Vec<Vec<String>> = all
         .iter()
@@ -327,6 +341,14 @@ fn backends(cli: &RunContext) -> Result<()> {
         })
         .collect();
     print_table(&["backend", "usable", "gradients", "description"], &rows);
+    nnlens_run::out!("--backend auto (the default) runs {auto} here: {why}");
+    if cli.verbose > 0 {
+        for b in &all {
+            nnlens_run::out!("\n{} operators: {}", b.name, operators(b));
+        }
+    } else {
+        nnlens_run::out!("(-v lists each backend's operators)");
+    }
     Ok(())
 }
 

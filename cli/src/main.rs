@@ -88,8 +88,8 @@ pub struct TransformationsArgs {
 pub struct LayersArgs {
     /// The ONNX model (default: the embedded Fashion-MNIST CNN).
     pub model: Option<PathBuf>,
-    /// The inference backend.
-    #[arg(long, default_value = "tract")]
+    /// The inference backend (`auto`: ONNX Runtime when its library is found, else tract).
+    #[arg(long, default_value = "auto")]
     pub backend: String,
 }
 
@@ -214,7 +214,12 @@ fn main() -> ExitCode {
     };
     nnlens_run::output::init_logging(global.verbose, global.quiet);
     nnlens_run::atomic::install_interrupt_handler();
-    let ctx = RunContext { seed: global.seed, quiet: global.quiet, format: global.format };
+    let ctx = RunContext {
+        seed: global.seed,
+        quiet: global.quiet,
+        format: global.format,
+        verbose: global.verbose,
+    };
     let ran = nnlens_run::dispatch(&matches, &ctx).and_then(|done| {
         if done {
             return Ok(());

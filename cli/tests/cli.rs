@@ -129,8 +129,14 @@ fn ndarray_npy_read(path: &Path) -> ndarray::ArrayD<f32> {
 
 #[test]
 fn registries_are_listed() {
-    assert!(stdout(&["backends"]).contains("tract"));
-    let backends = json(&["backends"]);
+    let listing = stdout(&["backends"]);
+    assert!(listing.contains("tract") && listing.contains("--backend auto"), "{listing}");
+    // -v lists the operators of a backend with its own list.
+    let verbose = stdout(&["-v", "backends"]);
+    assert!(verbose.contains("candle operators: Abs, Add") && verbose.contains("HardSwish"));
+    let doc = json(&["backends"]);
+    assert!(["ort", "tract"].contains(&doc["auto"]["backend"].as_str().unwrap()), "{doc}");
+    let backends = &doc["backends"];
     assert_eq!(backends[0]["usable"], "yes");
     // Gradient backends register as such: candle gives gradients, tract does not.
     let gradients = |name: &str| {

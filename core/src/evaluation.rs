@@ -37,6 +37,16 @@ impl Evaluation {
 /// Probabilities are clipped to `[EPSILON, 1 - EPSILON]` before the log, as Keras does.
 const EPSILON: f64 = 1e-7;
 
+/// Whether every row of a model's output `[n, classes]` is a probability vector: entries in
+/// [0, 1] summing to 1 within 1e-3 (a softmax output), rather than logits. The rule by which
+/// [`cross_entropy_of_output`] and the gradient losses choose how to read an output.
+pub fn are_probabilities(output: ArrayView2<'_, f32>) -> bool {
+    output.rows().into_iter().all(|row| {
+        let sum: f64 = row.iter().map(|&p| p as f64).sum();
+        row.iter().all(|&p| (0.0..=1.0).contains(&p)) && (sum - 1.0).abs() < 1e-3
+    })
+}
+
 /// The categorical cross-entropy and accuracy of a model output `[n, classes]` against integer
 /// labels.
 ///
@@ -62,10 +72,7 @@ pub fn cross_entropy_of_output(
     if let Some((index, &value)) = output.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(CoreError::NonFinite { what: "the model's output".into(), value, index });
     }
-    let probabilities = output.rows().into_iter().all(|row| {
-        let sum: f64 = row.iter().map(|&p| p as f64).sum();
-        row.iter().all(|&p| (0.0..=1.0).contains(&p)) && (sum - 1.0).abs() < 1e-3
-    });
+    let probabilities = are_probabilities(output);
     let mut eval = Evaluation { samples: n as u64, ..Default::default() };
     for (row_index, (row, &label)) in output.rows().into_iter().zip(labels).enumerate() {
         if label >= classes {

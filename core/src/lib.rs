@@ -37,8 +37,10 @@ pub use activations::Activations;
 pub use block::{Block, BlockIterator, BlockRow, DEFAULT_BATCH_SIZE};
 pub use dataset::{ArrayDataSet, DataSet, TransformationsDataSet, check_indices};
 pub use error::CoreError;
-pub use evaluation::{Evaluation, cross_entropy_of_output};
-pub use gradient::{GradModel, Loss, Parameter, Targets};
+pub use evaluation::{Evaluation, are_probabilities, cross_entropy_of_output};
+pub use gradient::{
+    GradModel, Loss, Parameter, Targets, glob_matches, module_path, select_parameters,
+};
 pub use manifest::{ArtifactRef, DatasetRef, MANIFEST_SCHEMA_VERSION, RunManifest};
 pub use model::{Model, conform_input};
 pub use registry::{

@@ -43,6 +43,9 @@ pub struct RunManifest {
     pub seed: u64,
     /// The inference backend, where a model ran.
     pub backend: Option<String>,
+    /// How the backend was chosen when `--backend auto` chose it: which ran and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_choice: Option<String>,
     /// The model file.
     pub model: Option<ArtifactRef>,
     /// The dataset: name, split, source, and the data files.
@@ -101,6 +104,7 @@ impl RunManifest {
             metric: None,
             seed,
             backend: None,
+            backend_choice: None,
             model: None,
             dataset: None,
             parameters: serde_json::Value::Null,

@@ -139,6 +139,11 @@ pub struct BackendOptions {
     /// The precision. candle honours it; tract and ONNX Runtime compute in the model's own
     /// types and ignore it.
     pub precision: Precision,
+    /// The trainable tensors gradients are taken over, as `--parameters` patterns
+    /// ([`crate::select_parameters`]); `None`: all of them. Backends without gradients ignore
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<String>>,
 }
 
 /// Loads a model file with a backend.
@@ -176,6 +181,9 @@ pub struct BackendEntry {
     pub load_bytes: LoadBytesFn,
     /// `Some` for a backend that also gives per-example gradients ([`GradModel`]).
     pub gradients: Option<GradLoaders>,
+    /// The ONNX operators the backend implements itself, for a backend with its own list
+    /// (candle); empty for an engine that runs the whole standard (tract, ONNX Runtime).
+    pub operators: &'static [&'static str],
 }
 
 inventory::collect!(BackendEntry);

@@ -24,6 +24,8 @@ pub struct RunContext {
     pub quiet: bool,
     /// How results are printed.
     pub format: Format,
+    /// `-v` given this many times (more detail in listings, more log output).
+    pub verbose: u8,
 }
 
 /// Choosing a model and the engine that runs it.
@@ -32,8 +34,9 @@ pub struct ModelArgs {
     /// The ONNX model (default: the embedded Fashion-MNIST CNN).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The inference backend (`nnlens backends` lists them).
-    #[arg(long, default_value = "tract")]
+    /// The inference backend (`nnlens backends` lists them): `auto` runs ONNX Runtime when
+    /// its library is found (`pip install onnxruntime`, or ORT_DYLIB_PATH), else tract.
+    #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Worker threads of the backend (default: all cores). tract splits each batch across
     /// them.

@@ -26,15 +26,41 @@ pub struct LoadedModel {
     pub artifact: ArtifactRef,
     /// The backend's name.
     pub backend: String,
+    /// Why `--backend auto` chose it (`None` for a backend named on the command line).
+    pub choice: Option<String>,
 }
 
 impl LoadedModel {
     /// A manifest of `command` run with this model: its backend and file filled in.
     pub fn manifest(&self, command: &str, ctx: &RunContext) -> RunManifest {
         let mut m = RunManifest::new(command, ctx.seed);
-        m.backend = Some(self.backend.clone());
-        m.model = Some(self.artifact.clone());
+        self.describe(&mut m);
         m
+    }
+
+    /// Fills in the backend, how it was chosen, and the model file of a manifest.
+    pub fn describe(&self, m: &mut RunManifest) {
+        m.backend = Some(self.backend.clone());
+        m.backend_choice = self.choice.clone();
+        m.model = Some(self.artifact.clone());
+    }
+}
+
+/// What `--backend auto` runs: ONNX Runtime (`ort`) when this build has it and its library
+/// loads (`ORT_DYLIB_PATH`, else the `onnxruntime` package of `python3`), else tract; and why.
+pub fn auto_backend() -> (&'static str, String) {
+    let Ok(ort) = nnlens_core::backend("ort") else {
+        return ("tract", "auto: tract (this build has no ONNX Runtime backend)".into());
+    };
+    match (ort.available)() {
+        Ok(()) => {
+            let from = match std::env::var_os("ORT_DYLIB_PATH") {
+                Some(p) => format!("ORT_DYLIB_PATH={}", Path::new(&p).display()),
+                None => "the onnxruntime package of python3".into(),
+            };
+            ("ort", format!("auto: ONNX Runtime, whose library was found ({from})"))
+        }
+        Err(why) => ("tract", format!("auto: tract, as ONNX Runtime cannot run here: {why}")),
     }
 }
 
@@ -78,12 +104,34 @@ pub fn load_model_from(
     backend: &str,
     threads: Option<usize>,
 ) -> Result<LoadedModel> {
-    let entry = nnlens_core::backend(backend)?;
-    usable(entry)?;
     let options = BackendOptions { threads, ..BackendOptions::default() };
-    let (model, artifact) = load_file_or_embedded(path, &options, entry.load, entry.load_bytes)?;
-    Ok(LoadedModel { model, artifact, backend: backend.to_string() })
+    let load = |name: &str| -> Result<(Box<dyn Model>, ArtifactRef)> {
+        let entry = nnlens_core::backend(name)?;
+        usable(entry)?;
+        load_file_or_embedded(path, &options, entry.load, entry.load_bytes)
+    };
+    if backend != AUTO {
+        let (model, artifact) = load(backend)?;
+        return Ok(LoadedModel { model, artifact, backend: backend.to_string(), choice: None });
+    }
+    let (name, mut why) = auto_backend();
+    let (model, artifact, name) = match load(name) {
+        Ok((model, artifact)) => (model, artifact, name),
+        Err(e) if name != "tract" => {
+            // A model ONNX Runtime refuses may still run in tract.
+            why = format!("{why}; ONNX Runtime could not load the model ({e:#}), so tract ran");
+            tracing::warn!("{why}");
+            let (model, artifact) = load("tract")?;
+            (model, artifact, "tract")
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(backend = name, "{why}");
+    Ok(LoadedModel { model, artifact, backend: name.to_string(), choice: Some(why) })
 }
+
+/// The `--backend` value that lets nnlens choose ([`auto_backend`]).
+pub const AUTO: &str = "auto";
 
 /// Loads the model of `args`.
 ///
@@ -97,10 +145,21 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
 ///
 /// # Errors
 /// A backend that gives no gradients (naming those that do), else as [`load_model_from`].
-pub fn load_grad_model(args: &ModelArgs, precision: Precision) -> Result<LoadedGradModel> {
+///
+/// `parameters` restricts the gradients to the trainable tensors it selects
+/// ([`nnlens_core::select_parameters`]).
+pub fn load_grad_model(
+    args: &ModelArgs,
+    precision: Precision,
+    parameters: Option<&[String]>,
+) -> Result<LoadedGradModel> {
     let (entry, loaders) = nnlens_core::grad_backend(&args.backend)?;
     usable(entry)?;
-    let options = BackendOptions { threads: args.threads, precision };
+    let options = BackendOptions {
+        threads: args.threads,
+        precision,
+        parameters: parameters.map(<[_]>::to_vec),
+    };
     let (model, artifact) =
         load_file_or_embedded(args.model.as_deref(), &options, loaders.load, loaders.load_bytes)?;
     Ok(LoadedGradModel { model, artifact, backend: entry.name.to_string() })

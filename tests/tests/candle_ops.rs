@@ -69,3 +69,55 @@ fn normalisation_clipping_padding_and_average_pooling_equal_tract() {
     }
     assert!(layers >= 11);
 }
+
+#[test]
+fn hard_swish_hard_sigmoid_reduce_mean_and_squeeze_excitation_equal_tract() {
+    // ReduceMean's axes as an attribute (opset 13) and as an input (opset 18).
+    for opset in [13, 18] {
+        let bytes = common::mobile_model(opset, false, None);
+        let layers = compare(&bytes, &common::ops_inputs(7, 5));
+        let (_, candle) = both(&bytes);
+        let names = candle.structure().names();
+        for expected in ["conv", "hs", "se/avg", "se/gate", "se/scale", "relu6", "silu", "pool"] {
+            assert!(names.contains(&expected), "opset {opset}: {expected} in {names:?}");
+        }
+        assert!(layers >= 11, "opset {opset}: {layers} layers");
+    }
+}
+
+#[test]
+fn every_listed_candle_operator_is_implemented_and_no_other() {
+    use nnlens_onnx::proto::{ModelProto, NodeProto};
+    // A model of one node of each operator is refused only when the operator is not listed.
+    let model_of = |op: &str| {
+        let (domain, op) = match op.strip_prefix("ai.onnx.ml.") {
+            Some(op) => ("ai.onnx.ml", op),
+            None => ("", op),
+        };
+        let mut node = NodeProto::new(op, "n", &["x"], &["y"], vec![]);
+        node.domain = domain.into();
+        let graph = nnlens_onnx::proto::GraphProto {
+            node: vec![node],
+            input: vec![nnlens_onnx::proto::ValueInfoProto::tensor(
+                "x",
+                nnlens_onnx::proto::elem::FLOAT,
+                &[None, Some(3)],
+            )],
+            ..Default::default()
+        };
+        prost::Message::encode_to_vec(&ModelProto::new(graph, 13))
+    };
+    // The operator itself refused (a form of it may be refused with a detail, and a lone
+    // node may fail for its missing inputs: that is not a missing operator).
+    let refused = |op: &str| {
+        let loaded =
+            nnlens_candle::CandleModel::from_bytes(&model_of(op), "one.onnx", &Default::default());
+        matches!(loaded, Err(nnlens_candle::CandleError::Unsupported { ref detail, .. }) if detail.is_empty())
+    };
+    for op in nnlens_candle::OPERATORS {
+        assert!(!refused(op), "{op} is listed but refused");
+    }
+    for op in ["Resize", "Upsample", "LSTM", "Einsum", "ai.onnx.ml.TreeEnsembleClassifier"] {
+        assert!(refused(op), "{op} is not listed but accepted");
+    }
+}

@@ -28,7 +28,7 @@ fn candle_equals_tract_on_every_layer_of_every_shared_model() {
         // The f64 interpretation of the same weights stays as close.
         let f64_model = CandleModel::load_with(
             &shared_model(name),
-            &CandleOptions { precision: Precision::F64, threads: None },
+            &CandleOptions { precision: Precision::F64, ..CandleOptions::default() },
         )
         .unwrap();
         let got64 = f64_model.predict(x.view(), None).unwrap();

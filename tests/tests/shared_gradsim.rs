@@ -117,7 +117,7 @@ fn streaming_and_f64_give_the_same_explanations() {
     let model = CandleModel::load(&shared_model("mnist_cnn.onnx")).unwrap();
     let f64_model = CandleModel::load_with(
         &shared_model("mnist_cnn.onnx"),
-        &CandleOptions { precision: Precision::F64, threads: None },
+        &CandleOptions { precision: Precision::F64, ..CandleOptions::default() },
     )
     .unwrap();
     let f = fixture(&model);

@@ -48,6 +48,14 @@ pub(crate) struct Graph {
     pub dtype: DType,
 }
 
+/// Whether input `k` of an operator is a constant of the model rather than a weight: the
+/// running mean and variance of `BatchNormalization` (inputs 3 and 4: buffers in PyTorch,
+/// non-trainable in Keras), the bounds of `Clip` (inputs 1 and 2) and the fill value of `Pad`
+/// (input 2).
+pub(crate) fn is_constant_input(op_type: &str, k: usize) -> bool {
+    matches!((op_type, k), ("BatchNormalization", 3 | 4) | ("Clip", 1 | 2) | ("Pad", 2))
+}
+
 fn node_name(n: &nnlens_onnx::proto::NodeProto) -> String {
     if !n.name.is_empty() { n.name.clone() } else { n.output.first().cloned().unwrap_or_default() }
 }
@@ -60,6 +68,7 @@ impl Graph {
         input_name: &str,
         dtype: DType,
         label: &str,
+        selection: Option<&[String]>,
     ) -> Result<Self> {
         let invalid = |message: String| CandleError::Invalid { label: label.into(), message };
         let graph: &GraphProto =
@@ -98,6 +107,10 @@ impl Graph {
         // Nodes: operators checked, constants folded, producers recorded.
         let mut used_order: Vec<usize> = Vec::new();
         let mut seen: HashSet<usize> = HashSet::new();
+        // The layer of each float initializer's first use, and those used as a weight (not
+        // only as running statistics or bounds).
+        let mut layer_of: HashMap<usize, String> = HashMap::new();
+        let mut weight: HashSet<usize> = HashSet::new();
         for n in &graph.node {
             let name = node_name(n);
             let op_label = if n.domain.is_empty() || n.domain == "ai.onnx" {
@@ -119,6 +132,24 @@ impl Graph {
                 let s = g.slot(out);
                 g.consts[s] = Some(value);
                 continue;
+            }
+            // An Identity of an initializer (how the TorchScript exporter shares one stored
+            // tensor between equal parameters) is a tensor of its own, named as the module's
+            // parameter: PyTorch differentiates each parameter separately.
+            if n.op_type == "Identity" && n.domain.is_empty() && n.input.len() == 1 {
+                if let (Some(&from), Some(out)) = (g.slot_of.get(&n.input[0]), n.output.first()) {
+                    if from != g.input && g.producer[from].is_none() {
+                        let to = g.slot(out);
+                        if let Some(t) = float_inits.get(&from).cloned() {
+                            float_inits.insert(to, t);
+                            continue;
+                        }
+                        if let Some(v) = g.consts[from].clone() {
+                            g.consts[to] = Some(v);
+                            continue;
+                        }
+                    }
+                }
             }
             let op = Op::compile(n, opset).map_err(|e| match e {
                 CompileError::Unsupported(u) => CandleError::Unsupported {
@@ -149,9 +180,18 @@ impl Graph {
                     }
                 })
                 .collect::<Result<_>>()?;
-            for s in inputs.iter().flatten() {
-                if float_inits.contains_key(s) && seen.insert(*s) {
+            for (k, s) in inputs.iter().enumerate() {
+                let Some(s) = s else { continue };
+                if !float_inits.contains_key(s) {
+                    continue;
+                }
+                if seen.insert(*s) {
                     used_order.push(*s);
+                    let first = n.output.first().map_or(name.as_str(), String::as_str);
+                    layer_of.insert(*s, nnlens_onnx::layer_name_of(first));
+                }
+                if !is_constant_input(&n.op_type, k) {
+                    weight.insert(*s);
                 }
             }
             let index = g.nodes.len();
@@ -171,8 +211,20 @@ impl Graph {
             g.nodes.push(Node { name, op_type: op_label, op, inputs, outputs });
         }
 
-        // Trainable parameters: float initializers in order of first use (Keras' layer order
-        // for tf2onnx exports); unused ones are not part of the model.
+        // Trainable parameters: float initializers used as weights, in order of first use
+        // (Keras' layer order for tf2onnx exports); unused ones are not part of the model, and
+        // running statistics and bounds are constants. A selection keeps those it names.
+        used_order.retain(|s| weight.contains(s));
+        if let Some(patterns) = selection {
+            let tensors: Vec<(String, String)> = used_order
+                .iter()
+                .map(|&s| (g.names[s].clone(), layer_of.get(&s).cloned().unwrap_or_default()))
+                .collect();
+            let keep = nnlens_core::select_parameters(patterns, &tensors)
+                .map_err(|e| invalid(e.to_string()))?;
+            let mut keep = keep.into_iter();
+            used_order.retain(|_| keep.next().unwrap_or(false));
+        }
         for s in used_order {
             let tensor = float_inits.remove(&s).expect("recorded when inserted");
             let var = Var::from_tensor(&tensor).map_err(|e| invalid(e.to_string()))?;

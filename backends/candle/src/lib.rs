@@ -1,8 +1,8 @@
 //! # nnlens-candle
 //!
 //! The nnlens gradient backend: ONNX models run on [candle](https://github.com/huggingface/candle)
-//! (`candle-core` only, CPU, no system package, no `protoc`), with **every float initializer a
-//! trainable parameter**. [`CandleModel`] implements both [`nnlens_core::Model`] (activations of
+//! (`candle-core` only, CPU, no system package, no `protoc`), with the model's weights as
+//! trainable parameters (see *Parameters*). [`CandleModel`] implements both [`nnlens_core::Model`] (activations of
 //! any layers, registered as the backend `candle`) and [`nnlens_core::GradModel`] (per-example
 //! gradients of a loss with respect to every parameter).
 //!
@@ -14,16 +14,19 @@
 //! that a run on a batch of zeros gives at batch sizes 1 and 2.
 //!
 //! ## Operators
-//! `Conv` (2-D; explicit, asymmetric or `SAME_*` padding; any strides and dilations; groups), `MaxPool` (2-D; any kernel, strides, padding, dilations, `ceil_mode`),
-//! `AveragePool` (2-D; padding with or without the pads in the count; no `ceil_mode` or
-//! dilations), `BatchNormalization` (inference: the given mean and variance), `Clip`, `Pad`
-//! (`constant` and `edge`, non-negative pads), `GlobalAveragePool`, `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Exp`, `Log`, `Neg`, `Sqrt`,
-//! `Abs`, `Gemm`, `MatMul`, `Add`, `Sub`, `Mul`, `Div`, `Reshape`, `Flatten`, `Transpose`,
-//! `Softmax`, `LogSoftmax`, `Identity`, `Dropout` (inference: the identity), `Cast`, `Constant`,
-//! `Shape`, `Gather`, `Concat`, `Unsqueeze`, `Squeeze`, `ArgMax`, and `ai.onnx.ml`
-//! `ArrayFeatureExtractor` and `Scaler` (rewritten into `Cast`/`Sub`/`Mul`). Any other operator
-//! is an error at load time naming the operator and the node ([`CandleError::Unsupported`]).
-//! Integer tensors (shapes, indices, labels) are computed on the host.
+//! [`OPERATORS`] lists them (and `nnlens backends -v`); together they cover torchvision's
+//! ResNet-18/50, MobileNetV2/V3, EfficientNet-B0, VGG and DenseNet-121 as `torch.onnx.export`
+//! writes them (opset 17 with the TorchScript exporter; opset 18 and above with
+//! `dynamo=True`), and tf2onnx's Keras exports. Details: `Conv` (2-D; explicit, asymmetric or
+//! `SAME_*` padding; any strides and dilations; groups), `MaxPool` (2-D; any kernel, strides,
+//! padding, dilations, `ceil_mode`), `AveragePool` (2-D; padding with or without the pads in
+//! the count; no `ceil_mode` or dilations), `BatchNormalization` (inference: the given mean and
+//! variance), `Clip` (ReLU6), `Pad` (`constant` and `edge`, non-negative pads),
+//! `HardSigmoid`, `HardSwish`, `ReduceMean` (axes as attribute or, from opset 18, input),
+//! `Dropout` (inference: the identity), and `ai.onnx.ml` `ArrayFeatureExtractor` and `Scaler`
+//! (rewritten into `Cast`/`Sub`/`Mul`). Any other operator is an error at load time naming
+//! the operator and the node ([`CandleError::Unsupported`]). Integer tensors (shapes,
+//! indices, labels) are computed on the host.
 //!
 //! Gradients are those of TensorFlow and PyTorch where candle 0.11.1 differs: max pooling sends
 //! the gradient to the first maximum of each window (candle's own `max_pool2d` backward scales it
@@ -35,10 +38,22 @@
 //! shared models' weights are; an `f64` model input is cast to `f32` by those graphs anyway), or
 //! `f64` (weights converted exactly) as a reference.
 //!
+//! ## Parameters
+//! The trainable tensors are the float initializers a node uses as a weight, in order of first
+//! use (Keras' layer order for tf2onnx exports, `model.parameters()` order for PyTorch's):
+//! what alibi differentiates (`model.parameters()` in PyTorch, `trainable_variables` in
+//! Keras). The running mean and variance of `BatchNormalization` (its inputs 3 and 4: PyTorch's
+//! buffers, Keras' non-trainable weights), the bounds of `Clip` and the fill value of `Pad` are
+//! constants. A model exported with BatchNorm *folded* into the convolutions (PyTorch's
+//! TorchScript exporter does so in eval mode; `torch.onnx.export(..., do_constant_folding=False)`
+//! keeps it) has other parameters, the folded weights and biases, so its gradients, and the
+//! similarities computed from them, are those of the folded network, not of the module with
+//! BatchNorm. [`CandleOptions::parameters`] (`--parameters`) restricts the gradients to some
+//! layers; the others are then constants.
+//!
 //! ## Gradients
 //! Per example, a forward pass with a batch of 1, the loss, a backward pass, and the gradients of
-//! all parameters flattened row-major in [`nnlens_core::GradModel::parameters`] order (float
-//! initializers in order of first use by a node: Keras' layer order for tf2onnx exports).
+//! the parameters flattened row-major in [`nnlens_core::GradModel::parameters`] order.
 //! Examples run in parallel across cores (rayon). The losses ([`nnlens_core::Loss`]):
 //! - cross-entropy from probabilities: when the model's output is a softmax over the classes
 //!   (possibly behind `Identity`/`Dropout`), the loss is `-log_softmax(z)[y]` of the softmax's
@@ -47,6 +62,52 @@
 //! - cross-entropy from logits: `-log_softmax(out)[y]`;
 //! - mean squared error: `mean_k (out_k - t_k)^2`.
 #![warn(missing_docs)]
+
+/// The ONNX operators this backend runs and differentiates (default domain unless prefixed).
+pub const OPERATORS: &[&str] = &[
+    "Abs",
+    "Add",
+    "ArgMax",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Exp",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Neg",
+    "Pad",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "ai.onnx.ml.ArrayFeatureExtractor",
+    "ai.onnx.ml.Scaler",
+];
 
 mod custom;
 mod error;
@@ -95,4 +156,5 @@ nnlens_core::register_backend!(BackendEntry {
     load,
     load_bytes,
     gradients: Some(GradLoaders { load: load_grad, load_bytes: load_grad_bytes }),
+    operators: OPERATORS,
 });

@@ -29,11 +29,16 @@ pub struct CandleOptions {
     /// Worker threads for per-example gradients and batch chunks (`None`: rayon's global pool,
     /// one thread per core).
     pub threads: Option<usize>,
+    /// The trainable tensors gradients are taken over (`--parameters` patterns,
+    /// [`nnlens_core::select_parameters`]); `None`: all of them. The others are constants:
+    /// neither their gradients nor the backward pass through their layers' weights are
+    /// computed.
+    pub parameters: Option<Vec<String>>,
 }
 
 impl From<&BackendOptions> for CandleOptions {
     fn from(o: &BackendOptions) -> Self {
-        Self { precision: o.precision, threads: o.threads }
+        Self { precision: o.precision, threads: o.threads, parameters: o.parameters.clone() }
     }
 }
 
@@ -89,10 +94,15 @@ impl CandleModel {
     ///
     /// # Errors
     /// As [`Self::from_bytes`], plus [`CandleError::Io`] when the file cannot be read.
+    /// Tensors stored in an external file (PyTorch's `model.onnx.data`) are read from beside
+    /// the model file.
     pub fn load_with(path: &Path, options: &CandleOptions) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| CandleError::Io { path: path.display().to_string(), source })?;
-        Self::from_bytes(&bytes, &path.display().to_string(), options)
+        let label = path.display().to_string();
+        let proto = nnlens_onnx::read_model_file(path).map_err(|e| match e {
+            nnlens_onnx::OnnxError::Io { path, source } => CandleError::Io { path, source },
+            other => CandleError::Invalid { label: label.clone(), message: other.to_string() },
+        })?;
+        Self::from_proto(proto, &label, options)
     }
 
     /// Loads an ONNX model from the bytes of a file; `label` names it in errors.
@@ -104,7 +114,21 @@ impl CandleModel {
     /// on a test batch of zeros.
     pub fn from_bytes(bytes: &[u8], label: &str, options: &CandleOptions) -> Result<Self> {
         let invalid = |message: String| CandleError::Invalid { label: label.to_string(), message };
-        let mut proto = nnlens_onnx::decode_model(bytes).map_err(|e| invalid(e.to_string()))?;
+        let proto = nnlens_onnx::decode_model(bytes).map_err(|e| invalid(e.to_string()))?;
+        Self::from_proto(proto, label, options)
+    }
+
+    /// Loads a decoded ONNX model (its external data already read); `label` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`Self::from_bytes`].
+    pub fn from_proto(
+        mut proto: nnlens_onnx::proto::ModelProto,
+        label: &str,
+        options: &CandleOptions,
+    ) -> Result<Self> {
+        let invalid = |message: String| CandleError::Invalid { label: label.to_string(), message };
         let rewritten = nnlens_onnx::lower_unsupported(&mut proto).map_err(invalid)?;
         if !rewritten.is_empty() {
             tracing::debug!(?rewritten, "lowered operators");
@@ -116,7 +140,8 @@ impl CandleModel {
             Precision::F32 => DType::F32,
             Precision::F64 => DType::F64,
         };
-        let graph = Graph::compile(&proto, &info.input_name, dtype, label)?;
+        let graph =
+            Graph::compile(&proto, &info.input_name, dtype, label, options.parameters.as_deref())?;
 
         // What every tensor is at batch sizes 1 and 2, from running the graph on zeros.
         let run_zeros = |batch: usize| -> Result<Vec<Option<Value>>> {

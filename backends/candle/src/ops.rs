@@ -110,6 +110,19 @@ pub(crate) enum Op {
     },
     Relu,
     LeakyRelu(f64),
+    /// `max(0, min(1, alpha x + beta))`.
+    HardSigmoid {
+        alpha: f64,
+        beta: f64,
+    },
+    /// `x * HardSigmoid(x)` with alpha 1/6 and beta 1/2 (PyTorch's `hardswish`).
+    HardSwish,
+    /// The mean over axes from the attribute (opset < 18) or input 1, or over every axis.
+    ReduceMean {
+        axes: Option<Vec<i64>>,
+        keep_dims: bool,
+        noop_with_empty_axes: bool,
+    },
     Sigmoid,
     Tanh,
     Exp,
@@ -321,6 +334,20 @@ impl Op {
             }
             "Relu" => Op::Relu,
             "LeakyRelu" => Op::LeakyRelu(float_attr(node, "alpha", 0.01)),
+            "HardSigmoid" => Op::HardSigmoid {
+                alpha: float_attr(node, "alpha", 0.2),
+                beta: float_attr(node, "beta", 0.5),
+            },
+            "HardSwish" => Op::HardSwish,
+            "ReduceMean" => Op::ReduceMean {
+                axes: if opset < 18 {
+                    Some(ints_attr(node, "axes").unwrap_or_default())
+                } else {
+                    None
+                },
+                keep_dims: int_attr(node, "keepdims", 1) != 0,
+                noop_with_empty_axes: int_attr(node, "noop_with_empty_axes", 0) != 0,
+            },
             "Sigmoid" => Op::Sigmoid,
             "Tanh" => Op::Tanh,
             "Exp" => Op::Exp,
@@ -515,6 +542,39 @@ impl Op {
                 let x = x()?;
                 one(c((|| relu(x)? - (relu(&x.neg()?)? * *alpha)?)()))
             }
+            Op::HardSigmoid { alpha, beta } => one(c(hard_sigmoid(x()?, *alpha, *beta))),
+            Op::HardSwish => {
+                let x = x()?;
+                one(c((|| x.mul(&hard_sigmoid(x, 1.0 / 6.0, 0.5)?))()))
+            }
+            Op::ReduceMean { axes, keep_dims, noop_with_empty_axes } => {
+                let x = x()?;
+                let axes = match (axes, opt(1)) {
+                    (Some(a), _) => a.clone(),
+                    (None, Some(v)) => v.int("axes")?.data.clone(),
+                    (None, None) => Vec::new(),
+                };
+                if axes.is_empty() && *noop_with_empty_axes {
+                    return one(Ok(Value::Float(x.clone())));
+                }
+                let rank = x.rank();
+                let mut dims: Vec<usize> = if axes.is_empty() {
+                    (0..rank).collect()
+                } else {
+                    axes.iter().map(|&a| axis(a, rank)).collect::<Result<_, _>>()?
+                };
+                dims.sort_unstable();
+                dims.dedup();
+                one(c((|| {
+                    let m = x.mean_keepdim(dims.clone())?;
+                    if *keep_dims {
+                        return Ok(m);
+                    }
+                    let shape: Vec<usize> =
+                        (0..rank).filter(|a| !dims.contains(a)).map(|a| x.dims()[a]).collect();
+                    m.reshape(shape)
+                })()))
+            }
             Op::Sigmoid => {
                 let x = x()?;
                 one(c((|| (x.neg()?.exp()? + 1.0)?.recip())()))
@@ -647,6 +707,11 @@ impl Op {
             }
         }
     }
+}
+
+/// `max(0, min(1, alpha x + beta))`: zero gradient where it saturates, as PyTorch's.
+fn hard_sigmoid(x: &Tensor, alpha: f64, beta: f64) -> candle_core::Result<Tensor> {
+    x.affine(alpha, beta)?.maximum(0.0)?.minimum(1.0)
 }
 
 /// The one value of a scalar (or one-element) float input.

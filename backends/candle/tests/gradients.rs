@@ -13,7 +13,7 @@ use nnlens_core::{GradModel, Loss, Targets};
 type Builder = fn(bool, Option<(usize, &[f64])>) -> Vec<u8>;
 
 fn f64_options() -> CandleOptions {
-    CandleOptions { precision: Precision::F64, threads: None }
+    CandleOptions { precision: Precision::F64, ..CandleOptions::default() }
 }
 
 fn load(bytes: &[u8]) -> CandleModel {
@@ -246,7 +246,7 @@ fn bad_targets_and_inputs_are_errors() {
 
 #[test]
 fn gradients_through_normalisation_clipping_padding_and_average_pooling_match_finite_differences() {
-    // BatchNormalization (every one of its parameters), Clip, constant and edge Pad,
+    // BatchNormalization (scale and bias; the running statistics are constants), Clip, constant and edge Pad,
     // AveragePool with and without the pads in the count.
     let x = ops_inputs(1, 9);
     let errors = fd_errors(
@@ -259,4 +259,56 @@ fn gradients_through_normalisation_clipping_padding_and_average_pooling_match_fi
         &x,
     );
     assert!(errors.iter().all(|&e| e < 1e-5), "{errors:?}");
+}
+
+#[test]
+fn gradients_through_hard_swish_squeeze_excitation_and_reduce_mean_match_finite_differences() {
+    // HardSwish, ReduceMean (axes kept and not, attribute and input), Conv 1x1, HardSigmoid,
+    // Mul, Clip, Sigmoid; both ReduceMean forms.
+    let x = ops_inputs(1, 12);
+    for opset in [13, 18] {
+        let errors = fd_errors(
+            match opset {
+                13 => |d, p| mobile_model(13, d, p),
+                _ => |d, p| mobile_model(18, d, p),
+            },
+            MOBILE_PARAMS,
+            |_| 0.5,
+            50,
+            Loss::CrossEntropyFromLogits,
+            Targets::Classes(&[1]),
+            &x,
+        );
+        assert!(errors.iter().all(|&e| e < 1e-5), "opset {opset}: {errors:?}");
+    }
+}
+
+#[test]
+fn running_statistics_are_constants_and_a_selection_keeps_its_columns() {
+    // BatchNormalization's mean and variance are not parameters.
+    let all = load(&norm_model(true, None));
+    let names: Vec<&str> = all.parameters().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["conv_w", "conv_b", "bn_scale", "bn_b", "head_w", "head_b"]);
+    // --parameters: the gradient of the kept tensors is the same columns of the full one.
+    let options = |p: &[&str]| CandleOptions {
+        precision: Precision::F64,
+        parameters: Some(p.iter().map(|s| s.to_string()).collect()),
+        ..CandleOptions::default()
+    };
+    let some =
+        CandleModel::from_bytes(&norm_model(true, None), "norm", &options(&["head", "bn_*"]))
+            .unwrap();
+    let kept: Vec<&str> = some.parameters().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(kept, ["bn_scale", "bn_b", "head_w", "head_b"]);
+    let x = ops_inputs(2, 3);
+    let targets = Targets::Classes(&[0, 2]);
+    let full = all.per_example_gradients(x.view(), targets, Loss::CrossEntropyFromLogits).unwrap();
+    let part = some.per_example_gradients(x.view(), targets, Loss::CrossEntropyFromLogits).unwrap();
+    let skipped = 4 * 3 * 3 * 3 + 4;
+    assert_eq!(part.ncols(), full.ncols() - skipped);
+    assert_eq!(part, full.slice(ndarray::s![.., skipped..]));
+    let e = CandleModel::from_bytes(&norm_model(true, None), "norm", &options(&["nope"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'nope'") && e.contains("conv, bn, head"), "{e}");
 }

@@ -5,7 +5,8 @@
 //! | item | what it is |
 //! | --- | --- |
 //! | [`proto`] | the ONNX protobuf messages, hand-written for `prost` (no `protoc` at build time) |
-//! | [`decode_model`] | bytes of a `.onnx` file to a [`proto::ModelProto`] |
+//! | [`decode_model`] | bytes of a `.onnx` file to a [`proto::ModelProto`] (a TorchScript, pickle or HDF5 file is named as such) |
+//! | [`read_model_file`], [`load_external_data`], [`check_external_data`] | a model file and the external data beside it (PyTorch's `model.onnx.data`) |
 //! | [`float_values`], [`int_values`], [`tensor_dims`] | the values of a tensor, whichever field holds them |
 //! | [`read_graph`], [`build_layers`] | the layer rules: which tensors are layers, their names, order and channel axes |
 //! | [`lower_unsupported`] | rewrites of operators into standard ones (`ai.onnx.ml` `Scaler`), so backends see one graph |
@@ -32,6 +33,7 @@
 //! [`build_layers`]: two backends that agree on the shapes name the layers identically.
 #![warn(missing_docs)]
 
+mod external;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 mod graph;
@@ -39,6 +41,10 @@ pub mod proto;
 mod rewrite;
 mod tensor;
 
+pub use external::{
+    EXTERNAL, ExternalLocation, check_external_data, external_location, has_external_data,
+    load_external_data, model_dir, not_onnx, read_model_file,
+};
 pub use graph::{
     GraphInfo, Layers, TensorFact, TensorInfo, build_layers, guess_sample_channel_axis,
     layer_name_of, read_graph,
@@ -52,6 +58,26 @@ pub enum OnnxError {
     /// The bytes are not an ONNX protobuf message.
     #[error("cannot decode the ONNX protobuf: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// The bytes are a file of another kind (TorchScript, a pickle, HDF5): what it is and what
+    /// to do.
+    #[error("{0}")]
+    NotOnnx(&'static str),
+    /// The model file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A tensor stored in an external file that cannot be read.
+    #[error("tensor '{tensor}' {message}")]
+    External {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor whose values cannot be read.
     #[error("tensor '{name}' {message}")]
     Tensor {
@@ -64,9 +90,15 @@ pub enum OnnxError {
 
 /// Decodes the bytes of an ONNX file.
 ///
+/// External data is not read: see [`read_model_file`] and [`load_external_data`].
+///
 /// # Errors
-/// [`OnnxError::Decode`] when the bytes are not a protobuf `ModelProto`.
+/// [`OnnxError::NotOnnx`] for a file of another kind ([`not_onnx`]), [`OnnxError::Decode`]
+/// when the bytes are not a protobuf `ModelProto`.
 pub fn decode_model(bytes: &[u8]) -> Result<proto::ModelProto, OnnxError> {
     use prost::Message;
+    if let Some(what) = not_onnx(bytes) {
+        return Err(OnnxError::NotOnnx(what));
+    }
     Ok(proto::ModelProto::decode(bytes)?)
 }

@@ -242,9 +242,24 @@ pub struct TensorProto {
     /// Values of UINT32 and UINT64 tensors.
     #[prost(uint64, repeated, tag = "11")]
     pub uint64_data: Vec<u64>,
+    /// Where the values are when they live in an external file: the keys `location` (the
+    /// file, relative to the model's directory), `offset` and `length` (bytes), `checksum`.
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
     /// Where the values live: 0 in this message, 1 in an external file.
     #[prost(int32, tag = "14")]
     pub data_location: i32,
+}
+
+/// A key and a value (external-data locations, metadata).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    /// The key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// The value.
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// The name and type of a graph input, output or intermediate tensor.

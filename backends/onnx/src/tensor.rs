@@ -37,10 +37,14 @@ fn check_len<T>(t: &TensorProto, values: Vec<T>) -> Result<Vec<T>, OnnxError> {
 }
 
 fn check_location(t: &TensorProto) -> Result<(), OnnxError> {
-    if t.data_location == 1 {
+    if t.data_location == crate::EXTERNAL {
+        let file = crate::external_location(t).map(|l| l.location).unwrap_or_default();
         return Err(err(
             t,
-            "its values are in an external file, which nnlens does not read".into(),
+            format!(
+                "has its values in the external file '{file}', which was not read: load the \
+                 model from its file (nnlens_onnx::read_model_file)"
+            ),
         ));
     }
     Ok(())

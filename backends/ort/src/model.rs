@@ -120,6 +120,8 @@ pub struct OrtModel {
     tensors: Vec<LayerStructure>,
     f64_input: bool,
     threads: usize,
+    /// Where the model's external data files are, when it has some.
+    external_dir: Option<PathBuf>,
     sessions: Mutex<HashMap<Vec<String>, std::sync::Arc<Mutex<Session>>>>,
 }
 
@@ -138,7 +140,12 @@ impl OrtModel {
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self, OrtError> {
         let bytes = std::fs::read(path)
             .map_err(|source| OrtError::Io { path: path.display().to_string(), source })?;
-        Self::from_bytes(&bytes, &path.display().to_string(), options)
+        Self::parse(
+            &bytes,
+            &path.display().to_string(),
+            Some(nnlens_onnx::model_dir(path)),
+            options,
+        )
     }
 
     /// Loads an ONNX model from the bytes of a file; `label` names it in errors.
@@ -150,11 +157,25 @@ impl OrtModel {
         label: &str,
         options: &BackendOptions,
     ) -> Result<Self, OrtError> {
+        Self::parse(bytes, label, None, options)
+    }
+
+    /// Loads ONNX bytes whose external data (if any) is in `model_dir`.
+    fn parse(
+        bytes: &[u8],
+        label: &str,
+        model_dir: Option<&Path>,
+        options: &BackendOptions,
+    ) -> Result<Self, OrtError> {
         environment().map_err(OrtError::Library)?;
         let invalid = |message: String| OrtError::Invalid { label: label.to_string(), message };
         // The graph as every nnlens ONNX backend reads it (the same rewrites, so the same
         // tensors and layer names); ONNX Runtime itself runs the file's own bytes.
         let mut proto = nnlens_onnx::decode_model(bytes).map_err(|e| invalid(e.to_string()))?;
+        // External data: checked here so that a missing or short file is named plainly; ONNX
+        // Runtime reads it itself, from the model's directory.
+        let external = nnlens_onnx::check_external_data(&proto, model_dir)
+            .map_err(|e| invalid(e.to_string()))?;
         nnlens_onnx::lower_unsupported(&mut proto).map_err(invalid)?;
         let info = nnlens_onnx::read_graph(&proto).map_err(invalid)?;
         let input = info.input_structure().map_err(invalid)?;
@@ -181,6 +202,7 @@ impl OrtModel {
             tensors: Vec::new(),
             f64_input,
             threads,
+            external_dir: (external > 0).then(|| model_dir.map(Path::to_path_buf)).flatten(),
             sessions: Mutex::new(HashMap::new()),
         };
         // What every tensor is at batch sizes 1 and 2, from running the graph on zeros with
@@ -226,6 +248,15 @@ impl OrtModel {
         let bytes = with_outputs(&self.bytes, tensors);
         let mut builder = Session::builder(env).map_err(|e| self.engine(e))?;
         builder = builder.with_intra_threads(self.threads).map_err(|e| self.engine(e))?;
+        if let Some(dir) = &self.external_dir {
+            // A model created from memory finds its external initializers in this folder.
+            builder = builder
+                .with_config_entry(
+                    "session.model_external_initializers_file_folder_path",
+                    dir.to_string_lossy(),
+                )
+                .map_err(|e| self.engine(e))?;
+        }
         builder.commit_from_memory(&bytes).map_err(|e| self.engine(e))
     }
 

@@ -80,6 +80,11 @@ fn tensor(t: &pb::TensorProto) -> ours::TensorProto {
         raw_data: t.raw_data.clone(),
         double_data: t.double_data.clone(),
         uint64_data: t.uint64_data.clone(),
+        external_data: t
+            .external_data
+            .iter()
+            .map(|e| ours::StringStringEntryProto { key: e.key.clone(), value: e.value.clone() })
+            .collect(),
         // An optional field of tract's (absent: 0, in the message).
         data_location: t.data_location.unwrap_or_default(),
     }

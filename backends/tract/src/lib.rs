@@ -60,4 +60,5 @@ nnlens_core::register_backend!(BackendEntry {
     load,
     load_bytes,
     gradients: None,
+    operators: &[],
 });

@@ -127,10 +127,14 @@ impl TractModel {
     /// [`TractError::Io`] when the file cannot be read, [`TractError::Invalid`] when it is not an
     /// ONNX model with one tensor input of known per-sample shape, [`TractError::Engine`] when
     /// tract cannot type it.
+    ///
+    /// Tensors stored in an external file (PyTorch's `model.onnx.data`) are read from beside
+    /// the model file.
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self, TractError> {
         let bytes = std::fs::read(path)
             .map_err(|source| TractError::Io { path: path.display().to_string(), source })?;
-        Self::from_bytes(&bytes, &path.display().to_string(), options)
+        let dir = nnlens_onnx::model_dir(path);
+        Self::parse(&bytes, &path.display().to_string(), Some(dir), options)
     }
 
     /// Loads an ONNX model from the bytes of a file; `label` names it in errors.
@@ -142,13 +146,29 @@ impl TractModel {
         label: &str,
         options: &BackendOptions,
     ) -> Result<Self, TractError> {
+        Self::parse(bytes, label, None, options)
+    }
+
+    /// Loads ONNX bytes whose external data (if any) is in `model_dir`.
+    fn parse(
+        bytes: &[u8],
+        label: &str,
+        model_dir: Option<&Path>,
+        options: &BackendOptions,
+    ) -> Result<Self, TractError> {
         let invalid = |message: String| TractError::Invalid { label: label.to_string(), message };
+        if let Some(what) = nnlens_onnx::not_onnx(bytes) {
+            return Err(invalid(what.to_string()));
+        }
         let onnx = tract_onnx::onnx();
         let mut proto: pb::ModelProto = onnx
             .proto_model_for_read(&mut &*bytes)
             .map_err(|e| invalid(format!("cannot decode the protobuf ({})", chain(&e))))?;
         // The model is decoded once, by tract: the layer rules read a copy of what they need.
         let mut ours = crate::graph::to_ours(&proto);
+        // External data: checked here so that a missing or short file is named plainly; tract
+        // reads it itself.
+        nnlens_onnx::check_external_data(&ours, model_dir).map_err(|e| invalid(e.to_string()))?;
         let rewritten = crate::graph::lower_unsupported(&mut proto, &mut ours).map_err(invalid)?;
         if !rewritten.is_empty() {
             tracing::debug!(?rewritten, "lowered operators tract lacks");
@@ -158,9 +178,22 @@ impl TractModel {
         let input = graph.input_structure().map_err(invalid)?;
         let input_type = if input.dtype == "f64" { InputType::F64 } else { InputType::F32 };
         let sample = input.shape.clone();
-        let inference = onnx
-            .model_for_proto_model(&proto)
+        let dir = model_dir
+            .map(|d| {
+                d.to_str()
+                    .ok_or_else(|| invalid(format!("the directory {} is not UTF-8", d.display())))
+            })
+            .transpose()?;
+        let parsed = onnx
+            .parse(&proto, dir)
             .map_err(|e| invalid(format!("tract cannot read the graph: {}", chain(&e))))?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(invalid(format!(
+                "tract cannot read the graph: inputs {:?} are never defined",
+                parsed.unresolved_inputs
+            )));
+        }
+        let inference = parsed.model;
 
         let mut model = TractModel {
             label: label.to_string(),

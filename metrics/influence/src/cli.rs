@@ -308,8 +308,7 @@ fn read_inputs(args: &InfluenceArgs, manifest: &mut RunManifest) -> Result<Input
         (Some(path), None) => read_matrix(path, "--predictions")?,
         (None, _) => {
             let loaded = load_model(&args.model)?;
-            manifest.backend = Some(loaded.backend.clone());
-            manifest.model = Some(loaded.artifact.clone());
+            loaded.describe(manifest);
             let model = loaded.model.as_ref();
             // Each batch shaped for the model as it goes in: no second copy of every image.
             let input = &model.structure().input;

@@ -380,8 +380,7 @@ fn run_on_model(
     };
     bar.finish_and_clear();
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
-    manifest.backend = Some(model.backend.clone());
-    manifest.model = Some(model.artifact.clone());
+    model.describe(manifest);
     manifest.dataset = Some(data.reference.clone());
     manifest.parameters = json!({
         "measure_parameters": spec.relevant_parameters(),

@@ -70,9 +70,16 @@ pub struct SimilarityArgs {
     /// takes references x parameters x 4 bytes: 1.65 GB for 1000 images of the MNIST CNN).
     #[arg(long)]
     pub no_precompute: bool,
-    /// `cross-entropy-from-probabilities` (a softmax output: dL/dlogits = p - y, no clipping) or
-    /// `cross-entropy-from-logits`.
-    #[arg(long, default_value = "cross-entropy-from-probabilities")]
+    /// Take the gradients over these trainable tensors only: layer names, tensor names or
+    /// PyTorch module paths, globs allowed (`fc`, `layer4.*`, `dense_1,logits`). Memory and time
+    /// scale with the parameters kept. Default: every trainable tensor.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub parameters: Option<Vec<String>>,
+    /// `auto` (the default: probabilities when the model's outputs are probability vectors, as
+    /// `nnlens evaluate` decides, else logits), `cross-entropy-from-probabilities` (a softmax
+    /// output: dL/dlogits = p - y, no clipping) or `cross-entropy-from-logits` (PyTorch's
+    /// `CrossEntropyLoss` on a logits output).
+    #[arg(long, default_value = "auto")]
     pub loss: String,
     /// The class each instance's gradient is taken for: its `label`, or the class the model
     /// `predicted` (alibi's explain(X) without Y).
@@ -161,12 +168,13 @@ fn inputs_of(
     Ok((x, raw, subset.require_labels("gradient similarity")?.to_vec()))
 }
 
-/// The model's class for every input, in batches.
-fn predictions(model: &dyn GradModel, x: &ArrayD<f32>, batch: usize) -> Result<Vec<usize>> {
+/// The model's class for every input, in batches, and whether every output row is a
+/// probability vector ([`nnlens_core::are_probabilities`]).
+fn predictions(model: &dyn GradModel, x: &ArrayD<f32>, batch: usize) -> Result<(Vec<usize>, bool)> {
     let [scores] = &in_batches::<nnlens_core::CoreError>(x.shape()[0], batch, |rows| {
         Ok(vec![model.output(x.slice_axis(Axis(0), rows.into()))?])
     })?[..] else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), true));
     };
     let shape = scores.shape().to_vec();
     let scores = scores
@@ -174,10 +182,11 @@ fn predictions(model: &dyn GradModel, x: &ArrayD<f32>, batch: usize) -> Result<V
         .into_dimensionality::<Ix2>()
         .ok()
         .with_context(|| format!("the model's output {shape:?} is not class scores"))?;
-    Ok(scores
+    let classes = scores
         .outer_iter()
         .map(|r| (0..r.len()).fold(0, |b, k| if r[k] > r[b] { k } else { b }))
-        .collect())
+        .collect();
+    Ok((classes, nnlens_core::are_probabilities(scores)))
 }
 
 /// The mean score of every class present among the references, best first (the seed's
@@ -201,11 +210,12 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let t0 = Instant::now();
     let args = sim;
     let sim_fn: SimFn = sim.sim_fn.parse()?;
-    let loss = match sim.loss.as_str() {
-        "cross-entropy-from-probabilities" => Loss::CrossEntropyFromProbabilities,
-        "cross-entropy-from-logits" => Loss::CrossEntropyFromLogits,
+    let explicit_loss = match sim.loss.as_str() {
+        "auto" => None,
+        "cross-entropy-from-probabilities" => Some(Loss::CrossEntropyFromProbabilities),
+        "cross-entropy-from-logits" => Some(Loss::CrossEntropyFromLogits),
         other => bail!(
-            "--loss {other}: use cross-entropy-from-probabilities (a softmax output) or \
+            "--loss {other}: use auto, cross-entropy-from-probabilities (a softmax output) or \
              cross-entropy-from-logits (the datasets hold class labels, not regression targets)"
         ),
     };
@@ -215,17 +225,17 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
         "predicted" => true,
         other => bail!("--targets {other}: use label or predicted"),
     };
-    let spec = SimilaritySpec {
+    let mut spec = SimilaritySpec {
         sim_fn,
         precompute: !sim.no_precompute,
         top_k: sim.top_k,
-        loss,
+        loss: explicit_loss.unwrap_or(Loss::CrossEntropyFromProbabilities),
         batch_size: sim.gradient_batch,
     };
     spec.validate()?;
 
     let t = Instant::now();
-    let loaded = load_grad_model(&args.model, precision)?;
+    let loaded = load_grad_model(&args.model, precision, sim.parameters.as_deref())?;
     let model = loaded.model.as_ref();
     let data = load_data(&args.data, None)?;
     // References come from the training split of a named dataset, else from the data itself.
@@ -280,9 +290,27 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let load_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let predicted = predictions(model, &x, 256)?;
-    let ref_predicted = predictions(model, &r, 256)?;
+    let (predicted, x_probabilities) = predictions(model, &x, 256)?;
+    let (ref_predicted, r_probabilities) = predictions(model, &r, 256)?;
     let predict_s = t.elapsed().as_secs_f64();
+    // The loss: as asked, or what the outputs are (the rule of `nnlens evaluate`).
+    let loss_rule = match explicit_loss {
+        Some(_) => "--loss".to_string(),
+        None => {
+            spec.loss = if x_probabilities && r_probabilities {
+                Loss::CrossEntropyFromProbabilities
+            } else {
+                Loss::CrossEntropyFromLogits
+            };
+            let why = if spec.loss == Loss::CrossEntropyFromLogits {
+                "auto: the outputs are not probability vectors (logits)"
+            } else {
+                "auto: the outputs are probability vectors"
+            };
+            tracing::info!(loss = ?spec.loss, "{why}");
+            why.to_string()
+        }
+    };
 
     let mut gs = GradientSimilarity::new(model, spec.clone())?;
     tracing::info!(
@@ -298,6 +326,7 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let explanation: Explanation = gs.explain(x.view(), targets)?;
     let explain_s = t.elapsed().as_secs_f64();
 
+    let selected: Vec<&str> = model.parameters().iter().map(|p| p.name.as_str()).collect();
     let mut manifest = nnlens_core::RunManifest::new("run", ctx.seed);
     manifest.metric = Some(metric.to_string());
     manifest.backend = Some(loaded.backend.clone());
@@ -306,6 +335,12 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     manifest.parameters = json!({
         "similarity": spec,
         "precision": precision.as_str(),
+        "loss_rule": loss_rule,
+        "parameters": {
+            "selection": sim.parameters,
+            "tensors": selected,
+            "scalars": model.parameter_count(),
+        },
         "targets": sim.targets,
         "instances": { "split": args.data.split, "rule": rule, "rows": rows.len() },
         "reference": { "dataset": reference_data.reference, "split": reference_split, "rule": ref_rule, "rows": ref_rows.len() },

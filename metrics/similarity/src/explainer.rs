@@ -170,7 +170,9 @@ impl<'m> GradientSimilarity<'m> {
             let mut data: Vec<f32> = Vec::new();
             data.try_reserve_exact(n * p).map_err(|_| {
                 invalid!(
-                    "cannot hold {n} x {p} reference gradients ({:.2} GB); turn precompute off",
+                    "cannot hold {n} x {p} reference gradients ({:.2} GB): recompute them at each \
+                     explain instead (--no-precompute), take the gradients over fewer layers \
+                     (--parameters, say the last ones), or use fewer references (--reference)",
                     (n * p * 4) as f64 / 1e9
                 )
             })?;

@@ -368,8 +368,6 @@ pub const NORM_PARAMS: &[(&str, &[i64])] = &[
     ("conv_b", &[4]),
     ("bn_scale", &[4]),
     ("bn_b", &[4]),
-    ("bn_mean", &[4]),
-    ("bn_var", &[4]),
     ("head_w", &[3, 164]),
     ("head_b", &[3]),
 ];
@@ -381,22 +379,16 @@ pub const NORM_PARAMS: &[(&str, &[i64])] = &[
 /// pads in the count, and Pad (edge, one on every side) > AveragePool 2x2 stride 2 pads 1 with
 /// the pads in the count; each Flatten, Concat > Gemm(transB) > Softmax.
 ///
-/// The variance initializer holds the given values plus 1 (so that it stays positive).
+/// The running mean and variance are initializers too, but constants (not in
+/// [`NORM_PARAMS`]): PyTorch's buffers, Keras' non-trainable weights.
 pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
     let t = if double { elem::DOUBLE } else { elem::FLOAT };
-    let var = NORM_PARAMS.iter().position(|p| p.0 == "bn_var");
-    let shifted: Vec<f64>;
-    let param = match param {
-        Some((p, v)) if Some(p) == var => {
-            shifted = v.iter().map(|x| x + 1.0).collect();
-            Some((p, &shifted[..]))
-        }
-        other => other,
-    };
-    let mut initializers = param_initializers(NORM_PARAMS, param, double, |i, name, n| {
-        let v = values(n, i as u64 + 30, 0.5);
-        if name == "bn_var" { v.iter().map(|x| x + 1.0).collect() } else { v }
-    });
+    let mut initializers =
+        param_initializers(NORM_PARAMS, param, double, |i, _, n| values(n, i as u64 + 30, 0.5));
+    // The running statistics: constants of the model, not parameters.
+    initializers.push(init("bn_mean", &[4], &values(4, 34, 0.5), double));
+    let var: Vec<f64> = values(4, 35, 0.5).iter().map(|x| x + 1.0).collect();
+    initializers.push(init("bn_var", &[4], &var, double));
     initializers.push(TensorProto::from_i64("pads_a", &[8], vec![0, 0, 1, 0, 0, 0, 0, 1]));
     initializers.push(TensorProto::from_i64("pads_b", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]));
     let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
@@ -508,4 +500,125 @@ pub fn norm_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
         ),
     ];
     image_model("norm", nodes, initializers, t, "probs")
+}
+
+/// The parameter tensors of [`mobile_model`]: name, dims.
+pub const MOBILE_PARAMS: &[(&str, &[i64])] = &[
+    ("conv_w", &[6, 3, 3, 3]),
+    ("conv_b", &[6]),
+    ("se1_w", &[3, 6, 1, 1]),
+    ("se1_b", &[3]),
+    ("se2_w", &[6, 3, 1, 1]),
+    ("se2_b", &[6]),
+    ("head_w", &[3, 6]),
+    ("head_b", &[3]),
+];
+
+/// A model with the operators of torchvision's MobileNetV3 and EfficientNet exports, at
+/// `opset` (13: ReduceMean's axes an attribute, as the TorchScript exporter writes them; 18:
+/// an input, as the dynamo exporter): input `x` [N, 3, 6, 6] > Conv(6, 3x3, pads 1) >
+/// HardSwish > squeeze-excitation (ReduceMean over H, W kept > Conv 1x1 > Relu > Conv 1x1 >
+/// HardSigmoid(1/6, 1/2) > Mul) > Clip [0, 0.6] (ReLU6's operator) > SiLU (Sigmoid, Mul) >
+/// ReduceMean over H, W not kept > Gemm(transB) to logits [N, 3].
+pub fn mobile_model(opset: i64, double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
+    let t = if double { elem::DOUBLE } else { elem::FLOAT };
+    let mut initializers =
+        param_initializers(MOBILE_PARAMS, param, double, |i, _, n| values(n, i as u64 + 50, 0.5));
+    let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+        NodeProto::new(op, name, inputs, &[output], attrs)
+    };
+    let mean = |name: &str, input: &str, output: &str, keep: i64| {
+        let keep = AttributeProto::int("keepdims", keep);
+        if opset >= 18 {
+            n("ReduceMean", name, &[input, "axes_hw"], output, vec![keep])
+        } else {
+            n(
+                "ReduceMean",
+                name,
+                &[input],
+                output,
+                vec![AttributeProto::ints("axes", &[2, 3]), keep],
+            )
+        }
+    };
+    if opset >= 18 {
+        initializers.push(TensorProto::from_i64("axes_hw", &[2], vec![-1, -2]));
+    }
+    let constant = |name: &str, output: &str, v: f32| {
+        n("Constant", name, &[], output, vec![AttributeProto::float("value_float", v)])
+    };
+    let nodes = vec![
+        n(
+            "Conv",
+            "/conv/Conv",
+            &["x", "conv_w", "conv_b"],
+            "/conv/Conv_output_0",
+            vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
+        ),
+        n("HardSwish", "/hs/HardSwish", &["/conv/Conv_output_0"], "/hs/HardSwish_output_0", vec![]),
+        mean("/se/avg/ReduceMean", "/hs/HardSwish_output_0", "/se/avg/ReduceMean_output_0", 1),
+        n(
+            "Conv",
+            "/se/fc1/Conv",
+            &["/se/avg/ReduceMean_output_0", "se1_w", "se1_b"],
+            "/se/fc1/Conv_output_0",
+            vec![],
+        ),
+        n("Relu", "/se/relu/Relu", &["/se/fc1/Conv_output_0"], "/se/relu/Relu_output_0", vec![]),
+        n(
+            "Conv",
+            "/se/fc2/Conv",
+            &["/se/relu/Relu_output_0", "se2_w", "se2_b"],
+            "/se/fc2/Conv_output_0",
+            vec![],
+        ),
+        n(
+            "HardSigmoid",
+            "/se/gate/HardSigmoid",
+            &["/se/fc2/Conv_output_0"],
+            "/se/gate/HardSigmoid_output_0",
+            vec![AttributeProto::float("alpha", 1.0 / 6.0), AttributeProto::float("beta", 0.5)],
+        ),
+        n(
+            "Mul",
+            "/se/scale/Mul",
+            &["/hs/HardSwish_output_0", "/se/gate/HardSigmoid_output_0"],
+            "/se/scale/Mul_output_0",
+            vec![],
+        ),
+        constant("/relu6/Constant", "/relu6/Constant_output_0", 0.0),
+        constant("/relu6/Constant_1", "/relu6/Constant_1_output_0", 0.6),
+        n(
+            "Clip",
+            "/relu6/Clip",
+            &["/se/scale/Mul_output_0", "/relu6/Constant_output_0", "/relu6/Constant_1_output_0"],
+            "/relu6/Clip_output_0",
+            vec![],
+        ),
+        n("Sigmoid", "/silu/Sigmoid", &["/relu6/Clip_output_0"], "/silu/Sigmoid_output_0", vec![]),
+        n(
+            "Mul",
+            "/silu/Mul",
+            &["/relu6/Clip_output_0", "/silu/Sigmoid_output_0"],
+            "/silu/Mul_output_0",
+            vec![],
+        ),
+        mean("/pool/ReduceMean", "/silu/Mul_output_0", "/pool/ReduceMean_output_0", 0),
+        n(
+            "Gemm",
+            "/head/Gemm",
+            &["/pool/ReduceMean_output_0", "head_w", "head_b"],
+            "logits",
+            vec![AttributeProto::int("transB", 1)],
+        ),
+    ];
+    let graph = GraphProto {
+        name: "mobile".into(),
+        node: nodes,
+        initializer: initializers,
+        input: vec![ValueInfoProto::tensor("x", t, &[None, Some(3), Some(6), Some(6)])],
+        output: vec![ValueInfoProto::tensor("logits", t, &[None, Some(3)])],
+        ..Default::default()
+    };
+    ModelProto::new(graph, opset).encode_to_vec()
 }
