@@ -152,11 +152,11 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     }
     // Warm-up: plan optimisation, allocations, thread pools.
     for (backend, _, engine) in &mut configs {
-        if let Ok(e) = engine {
-            if let Err(why) = e.time(1) {
-                tracing::warn!(backend, "cannot run the model: {why:#}");
-                *engine = Err(format!("{why:#}"));
-            }
+        if let Ok(e) = engine
+            && let Err(why) = e.time(1)
+        {
+            tracing::warn!(backend, "cannot run the model: {why:#}");
+            *engine = Err(format!("{why:#}"));
         }
     }
     let batches = args.images.div_ceil(args.batch).div_ceil(args.rounds).max(1);

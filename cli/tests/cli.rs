@@ -313,3 +313,46 @@ fn bench_refuses_bad_settings_and_a_missing_python() {
         fails(&["bench", "--backend", "tract", "--images", "8", "--python", "/nonexistent/python"]);
     assert!(e.contains("/nonexistent/python"), "{e}");
 }
+
+/// `evaluate --samples 20` in JSON with `ORT_DYLIB_PATH` set to `ort` (or left as it is).
+fn evaluate_with_ort_library(ort: Option<&str>) -> serde_json::Value {
+    let mut cmd = common::nnlens();
+    if let Some(path) = ort {
+        cmd.env("ORT_DYLIB_PATH", path);
+    }
+    let out = cmd.args(["-q", "--format", "json", "evaluate", "--samples", "20"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn backend_auto_runs_tract_when_onnx_runtime_is_missing_and_says_why() {
+    let doc = evaluate_with_ort_library(Some("/nonexistent/libonnxruntime.so.1"));
+    let manifest = &doc["manifest"];
+    assert_eq!(manifest["backend"], "tract");
+    let why = manifest["backend_choice"].as_str().unwrap();
+    assert!(why.contains("cannot run here") && why.contains("pip install onnxruntime"), "{why}");
+    // A backend named on the command line is not a choice.
+    let named = json(&["evaluate", "--samples", "20", "--backend", "tract"]);
+    assert!(named["manifest"].get("backend_choice").is_none());
+    assert_eq!(named["result"], doc["result"]);
+}
+
+#[test]
+fn backend_auto_runs_onnx_runtime_when_its_library_is_found() {
+    // CI's ONNX Runtime step sets ORT_DYLIB_PATH and NNLENS_REQUIRE_ORT; elsewhere the library
+    // may not be there, and the test has nothing to check.
+    if std::env::var_os("NNLENS_REQUIRE_ORT").is_none() {
+        eprintln!("skipped: NNLENS_REQUIRE_ORT is not set");
+        return;
+    }
+    let doc = evaluate_with_ort_library(None);
+    assert_eq!(doc["manifest"]["backend"], "ort", "{}", doc["manifest"]);
+    let why = doc["manifest"]["backend_choice"].as_str().unwrap();
+    assert!(why.contains("ONNX Runtime, whose library was found"), "{why}");
+    let tract = json(&["evaluate", "--samples", "20", "--backend", "tract"]);
+    assert_eq!(doc["result"]["accuracy"], tract["result"]["accuracy"]);
+    let (a, b) =
+        (doc["result"]["loss"].as_f64().unwrap(), tract["result"]["loss"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+}

@@ -78,7 +78,7 @@ pub fn module_path(layer: &str) -> String {
 /// - the tensor's name (`fc.weight`, `layer4.*`), or a module path the name is in (`fc` selects
 ///   `fc.weight` and `fc.bias`);
 /// - the layer of the node that uses the tensor (`dense_1`, `layer4/layer4.1/conv2`), or that
-///   layer's PyTorch module path ([`module_path`]: `layer4.1.conv2`), or a module it is in.
+///   layer's PyTorch module path ([`module_path()`]: `layer4.1.conv2`), or a module it is in.
 ///
 /// `tensors` gives each trainable tensor's name and the layer of its first use. Returns whether
 /// each is selected.

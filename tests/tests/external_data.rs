@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use nnlens_core::{BackendOptions, Model};
+use nnlens_core::BackendOptions;
 use nnlens_onnx::proto::{ModelProto, StringStringEntryProto};
 use prost::Message;
 
@@ -27,7 +27,7 @@ fn write_external(bytes: &[u8], dir: &Path) -> usize {
         } else {
             continue;
         };
-        while data.len() % 64 != 0 {
+        while !data.len().is_multiple_of(64) {
             data.push(0);
         }
         let entry = |key: &str, value: String| StringStringEntryProto { key: key.into(), value };

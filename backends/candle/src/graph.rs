@@ -136,19 +136,22 @@ impl Graph {
             // An Identity of an initializer (how the TorchScript exporter shares one stored
             // tensor between equal parameters) is a tensor of its own, named as the module's
             // parameter: PyTorch differentiates each parameter separately.
-            if n.op_type == "Identity" && n.domain.is_empty() && n.input.len() == 1 {
-                if let (Some(&from), Some(out)) = (g.slot_of.get(&n.input[0]), n.output.first()) {
-                    if from != g.input && g.producer[from].is_none() {
-                        let to = g.slot(out);
-                        if let Some(t) = float_inits.get(&from).cloned() {
-                            float_inits.insert(to, t);
-                            continue;
-                        }
-                        if let Some(v) = g.consts[from].clone() {
-                            g.consts[to] = Some(v);
-                            continue;
-                        }
-                    }
+            let alias_of = match (n.op_type.as_str(), n.domain.is_empty(), &n.input[..]) {
+                ("Identity", true, [input]) => g.slot_of.get(input).copied(),
+                _ => None,
+            };
+            if let (Some(from), Some(out)) = (alias_of, n.output.first())
+                && from != g.input
+                && g.producer[from].is_none()
+            {
+                let to = g.slot(out);
+                if let Some(t) = float_inits.get(&from).cloned() {
+                    float_inits.insert(to, t);
+                    continue;
+                }
+                if let Some(v) = g.consts[from].clone() {
+                    g.consts[to] = Some(v);
+                    continue;
                 }
             }
             let op = Op::compile(n, opset).map_err(|e| match e {

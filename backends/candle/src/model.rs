@@ -56,7 +56,7 @@ enum Head {
     SquaredError,
 }
 
-/// An ONNX model run by candle, with every float initializer a trainable parameter.
+/// An ONNX model run by candle, whose trainable tensors are its parameters (see the crate docs).
 pub struct CandleModel {
     label: String,
     graph: Graph,

@@ -160,7 +160,11 @@ impl TractModel {
         if let Some(what) = nnlens_onnx::not_onnx(bytes) {
             return Err(invalid(what.to_string()));
         }
-        let onnx = tract_onnx::onnx();
+        // The shapes exporters write for intermediate tensors (value_info) are not used: they
+        // name the batch axis symbolically (PyTorch's dynamo exporter: `N`), which cannot be
+        // unified with the concrete batch every plan is optimised for. tract types the graph
+        // from the input.
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
         let mut proto: pb::ModelProto = onnx
             .proto_model_for_read(&mut &*bytes)
             .map_err(|e| invalid(format!("cannot decode the protobuf ({})", chain(&e))))?;

@@ -168,12 +168,13 @@ impl<'m> GradientSimilarity<'m> {
         let p = self.model.parameter_count();
         let reference = if self.spec.precompute {
             let mut data: Vec<f32> = Vec::new();
-            data.try_reserve_exact(n * p).map_err(|_| {
+            let values = n.saturating_mul(p);
+            data.try_reserve_exact(values).map_err(|_| {
                 invalid!(
                     "cannot hold {n} x {p} reference gradients ({:.2} GB): recompute them at each \
                      explain instead (--no-precompute), take the gradients over fewer layers \
                      (--parameters, say the last ones), or use fewer references (--reference)",
-                    (n * p * 4) as f64 / 1e9
+                    n as f64 * p as f64 * 4.0 / 1e9
                 )
             })?;
             for start in (0..n).step_by(self.spec.batch_size) {

@@ -417,3 +417,14 @@ mod cnn {
         }
     }
 }
+
+#[test]
+fn gradients_too_large_to_store_name_the_ways_out() {
+    // A model of 2^61 parameters: storing one gradient per reference cannot be allocated.
+    let mut model = Toy::new();
+    model.parameters = vec![Parameter { name: "huge".into(), shape: vec![1 << 61] }];
+    let mut gs = GradientSimilarity::new(&model, spec(SimFn::GradCos, true)).unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let e = gs.fit(x.view(), Targets::Classes(&[0, 1])).unwrap_err().to_string();
+    assert!(e.contains("--no-precompute") && e.contains("--parameters"), "{e}");
+}
