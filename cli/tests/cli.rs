@@ -72,7 +72,8 @@ fn evaluate_is_the_same_whatever_the_batch_size() {
     assert!(acc > 0.7, "the embedded model classifies its sample: {acc}");
     let m = &a["manifest"];
     assert_eq!(m["command"], "evaluate");
-    assert_eq!(m["backend"], "tract");
+    // The default backend is auto's choice here: ort where its library is found, else tract.
+    assert_eq!(m["backend"], json(&["backends"])["auto"]["backend"]);
     assert_eq!(m["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(m["dataset"]["samples"], 50);
 }
@@ -355,4 +356,43 @@ fn backend_auto_runs_onnx_runtime_when_its_library_is_found() {
     let (a, b) =
         (doc["result"]["loss"].as_f64().unwrap(), tract["result"]["loss"].as_f64().unwrap());
     assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+}
+
+#[test]
+fn bench_keeps_a_row_for_a_backend_that_cannot_run_the_model() {
+    // Erf (tract runs it; candle does not implement it): candle's row says why, tract's has
+    // numbers.
+    use nnlens_onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, elem};
+    use prost::Message;
+    let graph = GraphProto {
+        name: "erf".into(),
+        node: vec![NodeProto::new("Erf", "/erf/Erf", &["x"], &["y"], vec![])],
+        input: vec![ValueInfoProto::tensor("x", elem::FLOAT, &[None, Some(4)])],
+        output: vec![ValueInfoProto::tensor("y", elem::FLOAT, &[None, Some(4)])],
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("erf.onnx");
+    std::fs::write(&model, ModelProto::new(graph, 13).encode_to_vec()).unwrap();
+    let doc = json(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "candle,tract",
+        "--batch",
+        "8",
+        "--images",
+        "16",
+        "--rounds",
+        "2",
+    ]);
+    let rows = doc.as_array().unwrap();
+    let row = |name: &str| rows.iter().rfind(|r| r["backend"] == name).unwrap();
+    let why = row("candle")["failed"].as_str().unwrap();
+    assert!(why.contains("Erf") && why.contains("not supported"), "{why}");
+    assert!(row("candle")["images_per_s"].is_null());
+    assert!(
+        row("tract")["failed"].is_null() && row("tract")["images_per_s"].as_f64().unwrap() > 0.0
+    );
 }
