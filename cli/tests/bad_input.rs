@@ -399,3 +399,20 @@ fn a_closed_stdout_is_an_error_but_a_closed_pipe_is_not() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn a_torchscript_file_is_named_in_one_line() {
+    // The first bytes of a zip archive, as torch.jit.save writes: whichever backend auto picks.
+    let dir = tempfile::tempdir().unwrap();
+    let pt = dir.path().join("model.pt");
+    std::fs::write(&pt, b"PK\x03\x04\x14\x00\x00\x00archive/data.pkl").unwrap();
+    fails_naming(&["layers", pt.to_str().unwrap()], &["TorchScript", "torch.onnx.export"]);
+    fails_naming(
+        &["evaluate", "--model", pt.to_str().unwrap(), "--backend", "candle"],
+        &["TorchScript", "model.pt"],
+    );
+    // Without -q too: no fallback warning before the error.
+    let out = nnlens().args(["layers", pt.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

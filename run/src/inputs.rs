@@ -118,10 +118,11 @@ pub fn load_model_from(
     let (model, artifact, name) = match load(name) {
         Ok((model, artifact)) => (model, artifact, name),
         Err(e) if name != "tract" => {
-            // A model ONNX Runtime refuses may still run in tract.
+            // A model ONNX Runtime refuses may still run in tract; a file neither can read is
+            // tract's one error (a file that is not ONNX, a missing data file...).
+            let (model, artifact) = load("tract")?;
             why = format!("{why}; ONNX Runtime could not load the model ({e:#}), so tract ran");
             tracing::warn!("{why}");
-            let (model, artifact) = load("tract")?;
             (model, artifact, "tract")
         }
         Err(e) => return Err(e),

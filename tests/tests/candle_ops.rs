@@ -121,3 +121,15 @@ fn every_listed_candle_operator_is_implemented_and_no_other() {
         assert!(refused(op), "{op} is not listed but accepted");
     }
 }
+
+#[test]
+fn element_wise_and_pass_through_operators_equal_tract() {
+    let bytes = common::unary_model(false, None);
+    let layers = compare(&bytes, &common::ops_inputs(5, 9));
+    let (_, candle) = both(&bytes);
+    let names = candle.structure().names();
+    for expected in ["abs", "sqrt", "log", "neg", "exp", "same", "drop", "cast", "gap"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(layers >= 12, "{layers} layers");
+}

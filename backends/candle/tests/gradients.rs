@@ -312,3 +312,19 @@ fn running_statistics_are_constants_and_a_selection_keeps_its_columns() {
         .to_string();
     assert!(e.contains("'nope'") && e.contains("conv, bn, head"), "{e}");
 }
+
+#[test]
+fn gradients_through_the_element_wise_operators_match_finite_differences() {
+    // Abs, Add, Sqrt, Log, Neg, Exp, Identity, Dropout, Cast, GlobalAveragePool, Flatten.
+    let x = ops_inputs(1, 13);
+    let errors = fd_errors(
+        unary_model,
+        UNARY_PARAMS,
+        |_| 0.5,
+        70,
+        Loss::CrossEntropyFromLogits,
+        Targets::Classes(&[2]),
+        &x,
+    );
+    assert!(errors.iter().all(|&e| e < 1e-5), "{errors:?}");
+}

@@ -55,7 +55,7 @@ fn load_bytes(
 
 nnlens_core::register_backend!(BackendEntry {
     name: "tract",
-    description: "tract: pure-Rust ONNX inference (default; no system package)",
+    description: "tract: pure-Rust ONNX inference (no system package; what auto runs without ONNX Runtime)",
     available: || Ok(()),
     load,
     load_bytes,

@@ -622,3 +622,68 @@ pub fn mobile_model(opset: i64, double: bool, param: Option<(usize, &[f64])>) ->
     };
     ModelProto::new(graph, opset).encode_to_vec()
 }
+
+/// The parameter tensors of [`unary_model`]: name, dims.
+pub const UNARY_PARAMS: &[(&str, &[i64])] =
+    &[("conv_w", &[4, 3, 3, 3]), ("conv_b", &[4]), ("head_w", &[3, 4]), ("head_b", &[3])];
+
+/// A model through the element-wise and pass-through operators no other test model uses:
+/// input `x` [N, 3, 6, 6] > Conv(4, 3x3) > Abs > Add 0.5 > Sqrt > Log > Neg > Exp > Identity >
+/// Dropout > Cast (to float) > GlobalAveragePool > Flatten > Gemm(transB) to logits [N, 3].
+pub fn unary_model(double: bool, param: Option<(usize, &[f64])>) -> Vec<u8> {
+    let t = if double { elem::DOUBLE } else { elem::FLOAT };
+    let initializers =
+        param_initializers(UNARY_PARAMS, param, double, |i, _, n| values(n, i as u64 + 70, 0.5));
+    let n = |op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+        NodeProto::new(op, name, inputs, &[output], attrs)
+    };
+    // A Constant, not an initializer: a float initializer an Add reads is a weight.
+    let half = n(
+        "Constant",
+        "/shift/Constant",
+        &[],
+        "half",
+        vec![AttributeProto::float("value_float", 0.5)],
+    );
+    let chain = [
+        ("Abs", "abs"),
+        ("Add", "shift"),
+        ("Sqrt", "sqrt"),
+        ("Log", "log"),
+        ("Neg", "neg"),
+        ("Exp", "exp"),
+        ("Identity", "same"),
+        ("Dropout", "drop"),
+        ("Cast", "cast"),
+        ("GlobalAveragePool", "gap"),
+        ("Flatten", "flat"),
+    ];
+    let mut nodes = vec![
+        half,
+        n("Conv", "/conv/Conv", &["x", "conv_w", "conv_b"], "/conv/Conv_output_0", vec![]),
+    ];
+    let mut last = "/conv/Conv_output_0".to_string();
+    for (op, layer) in chain {
+        let out = format!("/{layer}/{op}_output_0");
+        let name = format!("/{layer}/{op}");
+        let attrs = match op {
+            "Cast" => vec![AttributeProto::int("to", t as i64)],
+            _ => vec![],
+        };
+        let node = if op == "Add" {
+            n(op, &name, &[&last, "half"], &out, attrs)
+        } else {
+            n(op, &name, &[&last], &out, attrs)
+        };
+        nodes.push(node);
+        last = out;
+    }
+    nodes.push(n(
+        "Gemm",
+        "/head/Gemm",
+        &[&last, "head_w", "head_b"],
+        "logits",
+        vec![AttributeProto::int("transB", 1)],
+    ));
+    image_model("unary", nodes, initializers, t, "logits")
+}
