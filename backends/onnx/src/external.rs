@@ -65,45 +65,49 @@ fn element_size(data_type: i32) -> Option<u64> {
     })
 }
 
-/// Calls `f` on every tensor of a graph and of its sub-graphs: initializers and the tensors of
-/// node attributes (`Constant` values...).
-fn visit_graph<E>(
+/// Every tensor of a graph and of its sub-graphs stored in an external file, among the
+/// initializers and the tensors of node attributes (`Constant` values...), in file order.
+fn external_tensors<'a>(g: &'a GraphProto, out: &mut Vec<&'a TensorProto>) {
+    out.extend(g.initializer.iter().filter(|t| t.data_location == EXTERNAL));
+    for a in g.node.iter().flat_map(|n| &n.attribute) {
+        out.extend(a.t.iter().chain(&a.tensors).filter(|t| t.data_location == EXTERNAL));
+        for sub in a.g.iter().chain(&a.graphs) {
+            external_tensors(sub, out);
+        }
+    }
+}
+
+/// The same tensors, to change: `f` is called on each, in the same order.
+fn each_external_mut<E>(
     g: &mut GraphProto,
     f: &mut impl FnMut(&mut TensorProto) -> Result<(), E>,
 ) -> Result<(), E> {
-    for t in &mut g.initializer {
+    for t in g.initializer.iter_mut().filter(|t| t.data_location == EXTERNAL) {
         f(t)?;
     }
-    for node in &mut g.node {
-        for a in &mut node.attribute {
-            if let Some(t) = a.t.as_mut() {
-                f(t)?;
-            }
-            for t in &mut a.tensors {
-                f(t)?;
-            }
-            if let Some(sub) = a.g.as_mut() {
-                visit_graph(sub, f)?;
-            }
-            for sub in &mut a.graphs {
-                visit_graph(sub, f)?;
-            }
+    for a in g.node.iter_mut().flat_map(|n| &mut n.attribute) {
+        for t in a.t.iter_mut().chain(&mut a.tensors).filter(|t| t.data_location == EXTERNAL) {
+            f(t)?;
+        }
+        for sub in a.g.iter_mut().chain(&mut a.graphs) {
+            each_external_mut(sub, f)?;
         }
     }
     Ok(())
 }
 
+/// The external tensors of a model.
+fn externals(model: &ModelProto) -> Vec<&TensorProto> {
+    let mut out = Vec::new();
+    if let Some(g) = &model.graph {
+        external_tensors(g, &mut out);
+    }
+    out
+}
+
 /// Whether any tensor of the model is stored in an external file.
 pub fn has_external_data(model: &ModelProto) -> bool {
-    let mut model = model.clone();
-    let mut found = false;
-    if let Some(g) = model.graph.as_mut() {
-        let _ = visit_graph::<()>(g, &mut |t| {
-            found |= t.data_location == EXTERNAL;
-            Ok(())
-        });
-    }
-    found
+    !externals(model).is_empty()
 }
 
 /// The file `location` names, checked to stay inside `dir` as ONNX requires.
@@ -148,16 +152,13 @@ impl Files {
     }
 }
 
-/// Checks, or with `load` also reads, one external tensor.
-fn external_tensor(
-    t: &mut TensorProto,
+/// Where one external tensor's bytes are: its file (opened in `files`), offset and length,
+/// checked against the ONNX rules and the file's size.
+fn locate(
+    t: &TensorProto,
     dir: Option<&Path>,
     files: &mut Files,
-    load: bool,
-) -> Result<(), OnnxError> {
-    if t.data_location != EXTERNAL {
-        return Ok(());
-    }
+) -> Result<(PathBuf, u64, u64), OnnxError> {
     let at = external_location(t)?;
     let Some(dir) = dir else {
         return Err(err(
@@ -177,7 +178,7 @@ fn external_tensor(
         .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
         .and_then(|n| n.checked_mul(size))
         .ok_or_else(|| err(t, format!("has dimensions {:?} whose size overflows", t.dims)))?;
-    let (file, file_size) = files.get(t, &path)?;
+    let (_, file_size) = files.get(t, &path)?;
     let file_size = *file_size;
     let length = at.length.unwrap_or_else(|| file_size.saturating_sub(at.offset));
     if length != count {
@@ -201,35 +202,21 @@ fn external_tensor(
             ),
         ));
     }
-    if load {
-        let mut bytes =
-            vec![0u8; usize::try_from(length).map_err(|_| err(t, "is too large".into()))?];
-        file.seek(SeekFrom::Start(at.offset))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(|e| err(t, format!("cannot read {}: {e}", path.display())))?;
-        t.raw_data = bytes;
-        t.data_location = 0;
-        t.external_data.clear();
-    }
-    Ok(())
+    Ok((path, at.offset, length))
 }
 
-fn each_external(
-    model: &mut ModelProto,
-    dir: Option<&Path>,
-    load: bool,
-) -> Result<usize, OnnxError> {
-    let mut files = Files::default();
-    let mut count = 0;
-    if let Some(g) = model.graph.as_mut() {
-        visit_graph(g, &mut |t| {
-            if t.data_location == EXTERNAL {
-                count += 1;
-            }
-            external_tensor(t, dir, &mut files, load)
-        })?;
-    }
-    Ok(count)
+/// Reads one external tensor's values into it.
+fn load(t: &mut TensorProto, dir: Option<&Path>, files: &mut Files) -> Result<(), OnnxError> {
+    let (path, offset, length) = locate(t, dir, files)?;
+    let (file, _) = files.get(t, &path)?;
+    let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| err(t, "is too large".into()))?];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|e| err(t, format!("cannot read {}: {e}", path.display())))?;
+    t.raw_data = bytes;
+    t.data_location = 0;
+    t.external_data.clear();
+    Ok(())
 }
 
 /// Checks that every external tensor of the model can be read from `model_dir` (the model
@@ -242,10 +229,12 @@ pub fn check_external_data(
     model: &ModelProto,
     model_dir: Option<&Path>,
 ) -> Result<usize, OnnxError> {
-    if !has_external_data(model) {
-        return Ok(0);
+    let mut files = Files::default();
+    let tensors = externals(model);
+    for t in &tensors {
+        locate(t, model_dir, &mut files)?;
     }
-    each_external(&mut model.clone(), model_dir, false)
+    Ok(tensors.len())
 }
 
 /// Reads the values of every external tensor into the model (`raw_data`), so that it no
@@ -257,7 +246,15 @@ pub fn load_external_data(
     model: &mut ModelProto,
     model_dir: Option<&Path>,
 ) -> Result<usize, OnnxError> {
-    each_external(model, model_dir, true)
+    let mut files = Files::default();
+    let mut count = 0;
+    if let Some(g) = model.graph.as_mut() {
+        each_external_mut(g, &mut |t| {
+            count += 1;
+            load(t, model_dir, &mut files)
+        })?;
+    }
+    Ok(count)
 }
 
 /// What a file that is not ONNX is, judged by its first bytes, and what to do about it.
