@@ -11,7 +11,7 @@ use nnlens_core::{Evaluation, LayerStructure, conform_input, in_batches_prefetch
 use nnlens_datasets::download::{default_cache_dir, fetch_file};
 use nnlens_datasets::idx::gzip;
 use nnlens_datasets::{Split, dataset_spec};
-use nnlens_run::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_from};
+use nnlens_run::inputs::{LoadedData, LoadedModel, load_data, load_model, load_model_with};
 use nnlens_run::output::{print_json, print_table, progress, write_json};
 use nnlens_run::{Format, MANIFEST, OutDir, RunContext};
 use rand::SeedableRng;
@@ -52,7 +52,11 @@ fn features_text(layer: &LayerStructure) -> String {
 }
 
 fn layers(cli: &RunContext, args: &LayersArgs) -> Result<()> {
-    let loaded = load_model_from(args.model.as_deref(), &args.backend, None)?;
+    let options = nnlens_core::BackendOptions {
+        input_shape: args.input_shape.clone(),
+        ..nnlens_core::BackendOptions::default()
+    };
+    let loaded = load_model_with(args.model.as_deref(), &args.backend, &options)?;
     let s = loaded.model.structure();
     if cli.format == Format::Json {
         return print_json(&json!({ "model": loaded.artifact, "structure": s }));

@@ -86,11 +86,16 @@ pub struct TransformationsArgs {
 /// `nnlens layers`.
 #[derive(Debug, Args)]
 pub struct LayersArgs {
-    /// The ONNX model (default: the embedded Fashion-MNIST CNN).
+    /// The model: ONNX, or TorchScript (default: the embedded Fashion-MNIST CNN).
     pub model: Option<PathBuf>,
-    /// The inference backend (`auto`: ONNX Runtime when its library is found, else tract).
+    /// The inference backend (`auto`: tch for a TorchScript file; ONNX Runtime when its
+    /// library is found, else tract).
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// The shape of one input sample (`3,224,224`), for a TorchScript file that does not
+    /// record it.
+    #[arg(long, value_parser = nnlens_run::args::parse_shape)]
+    pub input_shape: Option<Vec<usize>>,
 }
 
 /// `nnlens evaluate`.

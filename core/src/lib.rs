@@ -44,8 +44,9 @@ pub use gradient::{
 pub use manifest::{ArtifactRef, DatasetRef, MANIFEST_SCHEMA_VERSION, RunManifest};
 pub use model::{Model, conform_input};
 pub use registry::{
-    BackendEntry, BackendOptions, GradLoaders, LoadBytesFn, LoadFn, LoadGradBytesFn, LoadGradFn,
-    Metric, MetricEntry, MetricFamily, Precision, backend, backends, grad_backend, metric, metrics,
+    BackendEntry, BackendOptions, Device, GradLoaders, LoadBytesFn, LoadFn, LoadGradBytesFn,
+    LoadGradFn, Metric, MetricEntry, MetricFamily, Precision, backend, backends, grad_backend,
+    metric, metrics,
 };
 pub use request::{
     TensorRequest, in_batches, in_batches_prefetched, join_chunks, predict_in_batches,

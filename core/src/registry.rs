@@ -144,6 +144,70 @@ pub struct BackendOptions {
     /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<String>>,
+    /// Where to compute (`--device`): the CPU, or a CUDA GPU for the backends that have one
+    /// (tch; ort with the `onnxruntime-gpu` wheel). The others refuse a GPU
+    /// ([`Self::require_cpu`]).
+    #[serde(default)]
+    pub device: Device,
+    /// The shape of one input sample (`--input-shape`), for model formats that do not store
+    /// it (TorchScript); the ONNX backends read it from the model and ignore this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl BackendOptions {
+    /// Checks that the options ask for the CPU, for a backend that has no other device.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameters`] naming the device and the backends that have GPUs.
+    pub fn require_cpu(&self, backend: &str) -> Result<()> {
+        match self.device {
+            Device::Cpu => Ok(()),
+            device => Err(CoreError::InvalidParameters {
+                what: format!("--device {device}"),
+                reason: format!(
+                    "the {backend} backend runs on the CPU only; a GPU needs --backend tch (or ort with the onnxruntime-gpu wheel)"
+                ),
+            }),
+        }
+    }
+}
+
+/// Where a backend computes: `cpu`, or `cuda` / `cuda:N` (the N-th CUDA GPU, from 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Device {
+    /// The CPU cores.
+    #[default]
+    Cpu,
+    /// The CUDA GPU of this index.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "cpu" => return Ok(Device::Cpu),
+            "cuda" | "gpu" => return Ok(Device::Cuda(0)),
+            _ => {}
+        }
+        s.strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("'{s}' is no device: use cpu, cuda or cuda:N (N from 0)"))
+    }
 }
 
 /// Loads a model file with a backend.
@@ -241,6 +305,23 @@ fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_parse_and_print_as_written() {
+        for (text, device) in
+            [("cpu", Device::Cpu), ("cuda", Device::Cuda(0)), ("cuda:3", Device::Cuda(3))]
+        {
+            assert_eq!(text.parse::<Device>().unwrap(), device);
+        }
+        assert_eq!(Device::Cuda(2).to_string().parse::<Device>().unwrap(), Device::Cuda(2));
+        for bad in ["", "cuda:", "cuda:-1", "tpu", "cuda:x"] {
+            assert!(bad.parse::<Device>().unwrap_err().contains("cpu, cuda or cuda:N"), "{bad}");
+        }
+        let gpu = BackendOptions { device: Device::Cuda(0), ..BackendOptions::default() };
+        let e = gpu.require_cpu("tract").unwrap_err().to_string();
+        assert!(e.contains("--device cuda:0") && e.contains("CPU only"), "{e}");
+        assert!(BackendOptions::default().require_cpu("tract").is_ok());
+    }
 
     struct Probe;
 

@@ -18,6 +18,7 @@ use nnlens_linearity as _;
 #[cfg(feature = "ort")]
 use nnlens_ort as _;
 use nnlens_similarity as _;
+use nnlens_tch as _;
 use nnlens_tract as _;
 
 /// The backends this build registers, sorted.
@@ -25,6 +26,7 @@ pub const EXPECTED_BACKENDS: &[&str] = &[
     "candle",
     #[cfg(feature = "ort")]
     "ort",
+    "tch",
     "tract",
 ];
 

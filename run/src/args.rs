@@ -31,17 +31,40 @@ pub struct RunContext {
 /// Choosing a model and the engine that runs it.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// The ONNX model (default: the embedded Fashion-MNIST CNN).
+    /// The model: an ONNX file, or a TorchScript `.pt` file (the tch backend) (default: the
+    /// embedded Fashion-MNIST CNN).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The inference backend (`nnlens backends` lists them): `auto` runs ONNX Runtime when
-    /// its library is found (`pip install onnxruntime`, or ORT_DYLIB_PATH), else tract.
+    /// The inference backend (`nnlens backends` lists them): `auto` runs a TorchScript file
+    /// with tch, and an ONNX file with ONNX Runtime when its library is found (`pip install
+    /// onnxruntime`, or ORT_DYLIB_PATH), else tract.
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Worker threads of the backend (default: all cores). tract splits each batch across
     /// them.
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
+    /// Where to compute: `cpu`, or `cuda` / `cuda:N` (the tch backend; ort with the
+    /// onnxruntime-gpu wheel).
+    #[arg(long, default_value = "cpu")]
+    pub device: nnlens_core::Device,
+    /// The shape of one input sample, channels first (`3,224,224`), for a TorchScript file
+    /// that does not record it (TorchScript stores no input shape).
+    #[arg(long, value_parser = parse_shape)]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// A shape such as `3,224,224` (`--input-shape`).
+///
+/// # Errors
+/// Empty, a zero or a part that is not a number.
+pub fn parse_shape(text: &str) -> Result<Vec<usize>, String> {
+    let dims: Result<Vec<usize>, _> =
+        text.split([',', 'x']).map(|d| d.trim().parse::<usize>()).collect();
+    match dims {
+        Ok(d) if !d.is_empty() && !d.contains(&0) => Ok(d),
+        _ => Err(format!("'{text}' is not a shape: give positive sizes such as 3,224,224")),
+    }
 }
 
 /// Choosing data and how its images become model inputs.

@@ -90,9 +90,32 @@ fn model_file(path: Option<&Path>) -> Result<Option<&Path>> {
 
 fn usable(entry: &nnlens_core::BackendEntry) -> Result<()> {
     if let Err(reason) = (entry.available)() {
-        bail!("backend '{}' is compiled in but cannot run here: {reason}", entry.name);
+        bail!("backend '{}' cannot run here: {reason}", entry.name);
     }
     Ok(())
+}
+
+/// The `--backend` value that lets nnlens choose ([`auto_backend`]).
+pub const AUTO: &str = "auto";
+
+/// Whether `path` is a zip archive: a TorchScript (or `torch.save`) file, never ONNX.
+fn is_torch_archive(path: Option<&Path>) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    path.and_then(|p| std::fs::File::open(p).ok())
+        .and_then(|mut f| f.read_exact(&mut head).ok())
+        .is_some()
+        && head == *b"PK\x03\x04"
+}
+
+/// The backend options of `args`.
+pub fn backend_options(args: &ModelArgs) -> BackendOptions {
+    BackendOptions {
+        threads: args.threads,
+        device: args.device,
+        input_shape: args.input_shape.clone(),
+        ..BackendOptions::default()
+    }
 }
 
 /// Loads `path` (or the embedded model) with the named backend.
@@ -104,15 +127,46 @@ pub fn load_model_from(
     backend: &str,
     threads: Option<usize>,
 ) -> Result<LoadedModel> {
-    let options = BackendOptions { threads, ..BackendOptions::default() };
+    load_model_with(path, backend, &BackendOptions { threads, ..BackendOptions::default() })
+}
+
+/// Loads `path` (or the embedded model) with the named backend and `options`.
+///
+/// `auto` runs a TorchScript file (a zip archive) with tch, and an ONNX file as
+/// [`auto_backend`] says.
+///
+/// # Errors
+/// As [`load_model_from`].
+pub fn load_model_with(
+    path: Option<&Path>,
+    backend: &str,
+    options: &BackendOptions,
+) -> Result<LoadedModel> {
     let load = |name: &str| -> Result<(Box<dyn Model>, ArtifactRef)> {
         let entry = nnlens_core::backend(name)?;
         usable(entry)?;
-        load_file_or_embedded(path, &options, entry.load, entry.load_bytes)
+        load_file_or_embedded(path, options, entry.load, entry.load_bytes)
     };
     if backend != AUTO {
         let (model, artifact) = load(backend)?;
         return Ok(LoadedModel { model, artifact, backend: backend.to_string(), choice: None });
+    }
+    if is_torch_archive(model_file(path)?) {
+        let why = "auto: libtorch (tch), as the model is a TorchScript file".to_string();
+        let (model, artifact) = load("tch").map_err(|e| {
+            e.context("the model is a zip archive (TorchScript, or a torch.save checkpoint), which the tch backend reads; or export it to ONNX with torch.onnx.export")
+        })?;
+        tracing::info!(backend = "tch", "{why}");
+        return Ok(LoadedModel { model, artifact, backend: "tch".into(), choice: Some(why) });
+    }
+    if options.device != nnlens_core::Device::Cpu {
+        // A GPU: ONNX Runtime's CUDA execution provider is the only ONNX one.
+        let (model, artifact) = load("ort")?;
+        let why = format!(
+            "auto: ONNX Runtime, the ONNX backend that runs on --device {}",
+            options.device
+        );
+        return Ok(LoadedModel { model, artifact, backend: "ort".into(), choice: Some(why) });
     }
     let (name, mut why) = auto_backend();
     let (model, artifact, name) = match load(name) {
@@ -131,15 +185,12 @@ pub fn load_model_from(
     Ok(LoadedModel { model, artifact, backend: name.to_string(), choice: Some(why) })
 }
 
-/// The `--backend` value that lets nnlens choose ([`auto_backend`]).
-pub const AUTO: &str = "auto";
-
 /// Loads the model of `args`.
 ///
 /// # Errors
 /// As [`load_model_from`].
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    load_model_from(args.model.as_deref(), &args.backend, args.threads)
+    load_model_with(args.model.as_deref(), &args.backend, &backend_options(args))
 }
 
 /// Loads the model of `args` with a backend that gives gradients, in `precision`.
@@ -154,12 +205,18 @@ pub fn load_grad_model(
     precision: Precision,
     parameters: Option<&[String]>,
 ) -> Result<LoadedGradModel> {
-    let (entry, loaders) = nnlens_core::grad_backend(&args.backend)?;
+    let backend = if args.backend == AUTO {
+        // The gradient backends: tch for TorchScript, candle for ONNX.
+        if is_torch_archive(model_file(args.model.as_deref())?) { "tch" } else { "candle" }
+    } else {
+        args.backend.as_str()
+    };
+    let (entry, loaders) = nnlens_core::grad_backend(backend)?;
     usable(entry)?;
     let options = BackendOptions {
-        threads: args.threads,
         precision,
         parameters: parameters.map(<[_]>::to_vec),
+        ..backend_options(args)
     };
     let (model, artifact) =
         load_file_or_embedded(args.model.as_deref(), &options, loaders.load, loaders.load_bytes)?;

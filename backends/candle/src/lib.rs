@@ -123,6 +123,7 @@ pub use model::{CandleModel, CandleOptions, Precision};
 use nnlens_core::{BackendEntry, BackendOptions, GradLoaders, GradModel, Model};
 
 fn load(path: &std::path::Path, options: &BackendOptions) -> nnlens_core::Result<Box<dyn Model>> {
+    options.require_cpu("candle")?;
     Ok(Box::new(CandleModel::load_with(path, &options.into())?))
 }
 
@@ -131,6 +132,7 @@ fn load_bytes(
     label: &str,
     options: &BackendOptions,
 ) -> nnlens_core::Result<Box<dyn Model>> {
+    options.require_cpu("candle")?;
     Ok(Box::new(CandleModel::from_bytes(bytes, label, &options.into())?))
 }
 
@@ -138,6 +140,7 @@ fn load_grad(
     path: &std::path::Path,
     options: &BackendOptions,
 ) -> nnlens_core::Result<Box<dyn GradModel>> {
+    options.require_cpu("candle")?;
     Ok(Box::new(CandleModel::load_with(path, &options.into())?))
 }
 
@@ -146,6 +149,7 @@ fn load_grad_bytes(
     label: &str,
     options: &BackendOptions,
 ) -> nnlens_core::Result<Box<dyn GradModel>> {
+    options.require_cpu("candle")?;
     Ok(Box::new(CandleModel::from_bytes(bytes, label, &options.into())?))
 }
 

@@ -6,7 +6,8 @@ use std::sync::{Mutex, OnceLock};
 
 use ndarray::{ArrayD, ArrayViewD};
 use nnlens_core::{
-    Activations, BackendOptions, CoreError, LayerStructure, Model, ModelStructure, TensorRequest,
+    Activations, BackendOptions, CoreError, Device, LayerStructure, Model, ModelStructure,
+    TensorRequest,
 };
 use nnlens_onnx::{TensorFact, build_layers};
 use ort::session::Session;
@@ -120,6 +121,8 @@ pub struct OrtModel {
     tensors: Vec<LayerStructure>,
     f64_input: bool,
     threads: usize,
+    /// The CPU, or the CUDA GPU of ONNX Runtime's CUDA execution provider.
+    device: Device,
     /// Where the model's external data files are, when it has some.
     external_dir: Option<PathBuf>,
     sessions: Mutex<HashMap<Vec<String>, std::sync::Arc<Mutex<Session>>>>,
@@ -202,6 +205,7 @@ impl OrtModel {
             tensors: Vec::new(),
             f64_input,
             threads,
+            device: options.device,
             external_dir: (external > 0).then(|| model_dir.map(Path::to_path_buf)).flatten(),
             sessions: Mutex::new(HashMap::new()),
         };
@@ -248,6 +252,18 @@ impl OrtModel {
         let bytes = with_outputs(&self.bytes, tensors);
         let mut builder = Session::builder(env).map_err(|e| self.engine(e))?;
         builder = builder.with_intra_threads(self.threads).map_err(|e| self.engine(e))?;
+        if let Device::Cuda(n) = self.device {
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(i32::try_from(n).unwrap_or(i32::MAX))
+                .build()
+                .error_on_failure();
+            builder = builder.with_execution_providers([cuda]).map_err(|e| {
+                self.engine(format!(
+                    "cannot use CUDA GPU {n} ({e}); ONNX Runtime runs on a GPU only with the \
+                     onnxruntime-gpu wheel (`pip install onnxruntime-gpu`) and a CUDA device"
+                ))
+            })?;
+        }
         if let Some(dir) = &self.external_dir {
             // A model created from memory finds its external initializers in this folder.
             builder = builder

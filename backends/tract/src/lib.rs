@@ -42,6 +42,7 @@ pub use model::{CHUNK_ROWS, TractError, TractModel, chunk_ranges};
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 
 fn load(path: &std::path::Path, options: &BackendOptions) -> nnlens_core::Result<Box<dyn Model>> {
+    options.require_cpu("tract")?;
     Ok(Box::new(TractModel::load(path, options)?))
 }
 
@@ -50,6 +51,7 @@ fn load_bytes(
     label: &str,
     options: &BackendOptions,
 ) -> nnlens_core::Result<Box<dyn Model>> {
+    options.require_cpu("tract")?;
     Ok(Box::new(TractModel::from_bytes(bytes, label, options)?))
 }
 

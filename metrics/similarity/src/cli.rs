@@ -32,7 +32,7 @@ pub const DEFAULT_REFERENCES: usize = 1000;
 
 /// The flags of `nnlens run similarity`: the instances of --split explained are chosen with
 /// --instances (default 5) or --indices; gradients come from a backend that gives them
-/// (`--backend`, default candle).
+/// (`--backend`, default auto: tch for a TorchScript file, candle for ONNX).
 #[derive(Debug, Args)]
 pub struct SimilarityArgs {
     /// The model and the backend that runs it.
@@ -106,8 +106,9 @@ impl Runner for SimilarityRunner {
     fn command(&self, _metric: &str, base: Command) -> Command {
         // Gradients: the default backend is the one that gives them.
         SimilarityArgs::augment_args(base).mut_arg("backend", |a| {
-            a.default_value("candle").help(
-                "The gradient backend (one that gives per-example gradients: `nnlens backends`)",
+            a.default_value("auto").help(
+                "The gradient backend (one that gives per-example gradients: `nnlens backends`); \
+                 auto: tch for a TorchScript file, candle for ONNX",
             )
         })
     }
