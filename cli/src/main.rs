@@ -95,7 +95,7 @@ pub struct LayersArgs {
     /// The shape of one input sample (`3,224,224`), for a TorchScript file that does not
     /// record it.
     #[arg(long, value_parser = nnlens_run::args::parse_shape)]
-    pub input_shape: Option<Vec<usize>>,
+    pub input_shape: Option<::std::vec::Vec<usize>>,
 }
 
 /// `nnlens evaluate`.

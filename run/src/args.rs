@@ -51,7 +51,7 @@ pub struct ModelArgs {
     /// The shape of one input sample, channels first (`3,224,224`), for a TorchScript file
     /// that does not record it (TorchScript stores no input shape).
     #[arg(long, value_parser = parse_shape)]
-    pub input_shape: Option<Vec<usize>>,
+    pub input_shape: Option<::std::vec::Vec<usize>>,
 }
 
 /// A shape such as `3,224,224` (`--input-shape`).

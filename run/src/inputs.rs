@@ -153,9 +153,13 @@ pub fn load_model_with(
     }
     if is_torch_archive(model_file(path)?) {
         let why = "auto: libtorch (tch), as the model is a TorchScript file".to_string();
-        let (model, artifact) = load("tch").map_err(|e| {
-            e.context("the model is a zip archive (TorchScript, or a torch.save checkpoint), which the tch backend reads; or export it to ONNX with torch.onnx.export")
-        })?;
+        let entry = nnlens_core::backend("tch")?;
+        if let Err(reason) = (entry.available)() {
+            bail!(
+                "the model is a zip archive (TorchScript, or a torch.save checkpoint), which the tch backend reads: {reason}; or export it to ONNX with torch.onnx.export"
+            );
+        }
+        let (model, artifact) = load("tch")?;
         tracing::info!(backend = "tch", "{why}");
         return Ok(LoadedModel { model, artifact, backend: "tch".into(), choice: Some(why) });
     }

@@ -263,8 +263,8 @@ pub fn not_onnx(bytes: &[u8]) -> Option<&'static str> {
         Some(
             "this is a zip archive, which is what torch.save and torch.jit.save write (a PyTorch \
              checkpoint or a TorchScript .pt file), not an ONNX model: export the model with \
-             torch.onnx.export(model, example_input, \"model.onnx\") and give that file (a \
-             backend reading TorchScript, tch, is planned)",
+             torch.onnx.export(model, example_input, \"model.onnx\") and give that file, or \
+             run a TorchScript file with --backend tch (a build with the tch feature)",
         )
     } else if bytes.len() > 1 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
         Some(

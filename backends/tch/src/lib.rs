@@ -102,7 +102,15 @@ impl From<TchBackendError> for CoreError {
 /// The first line of a libtorch message (libtorch appends C++ stack traces), without tch's
 /// prefix.
 pub fn first_line(message: &str) -> String {
-    let line = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut line = lines.first().copied().unwrap_or("");
+    // The TorchScript interpreter's errors open with a banner and a Python-like traceback and
+    // end with the error itself (`RuntimeError: ...`).
+    if line.contains("failed in the TorchScript interpreter") {
+        if let Some(last) = lines.iter().rev().find(|l| l.contains("Error: ")) {
+            line = last;
+        }
+    }
     let line = line.strip_prefix("Internal torch error:").unwrap_or(line).trim();
     line.to_string()
 }
@@ -270,6 +278,11 @@ mod tests {
             "PytorchStreamReader failed locating file constants.pkl: file not found"
         );
         assert_eq!(first_line("\n\n  x  \n"), "x");
+        let script = "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n  File \"code/m.py\", line 9\n    x = linear(x)\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (1x784 and 3072x32)\n";
+        assert_eq!(
+            first_line(script),
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x784 and 3072x32)"
+        );
     }
 
     #[cfg(not(feature = "tch"))]
