@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// The ONNX model (default: the embedded Fashion-MNIST CNN).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The same model as a TorchScript file, for the tch backend (`tests/fixtures/torchscript/export.py`
+    /// writes both); without it tch runs `--model`, which then must be TorchScript.
+    #[arg(long)]
+    pub torchscript: Option<PathBuf>,
     /// Backends to measure, comma separated (default: every compiled-in backend usable here).
     #[arg(long, value_delimiter = ',')]
     pub backend: Vec<String>,
@@ -122,7 +126,11 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     let mut names: Vec<(String, Option<usize>)> = vec![("tract".into(), Some(1))];
     names.extend(backends.iter().map(|b| (b.clone(), args.threads)));
     for (backend, threads) in names {
-        let engine = load_model_from(args.model.as_deref(), &backend, threads).map(|loaded| {
+        let path = match (backend.as_str(), &args.torchscript) {
+            ("tch", Some(torchscript)) => Some(torchscript.as_path()),
+            _ => args.model.as_deref(),
+        };
+        let engine = load_model_from(path, &backend, threads).map(|loaded| {
             let mut shape = vec![args.batch];
             shape.extend_from_slice(&loaded.model.structure().input.shape);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);

@@ -22,7 +22,7 @@ fn help_of_a_metric_lists_its_familys_flags_only() {
         assert!(!help.contains(other), "nvi --help lists {other}: {help}");
     }
     let help = stdout(&["run", "similarity", "--help"]);
-    assert!(help.contains("--sim-fn") && help.contains("[default: candle]"), "{help}");
+    assert!(help.contains("--sim-fn") && help.contains("[default: auto]"), "{help}");
     assert!(!help.contains("--transformations") && !help.contains("--nb-samples"), "{help}");
     let help = stdout(&["run", "performance", "--help"]);
     assert!(help.contains("--metric") && help.contains("--taus"), "{help}");
