@@ -7,7 +7,7 @@ use ndarray::{ArrayD, Axis};
 use nnlens_datasets::{PixelScale, Split};
 use nnlens_tests::*;
 
-/// Every compiled-in backend that can run here. ONNX Runtime is compiled in by default but its
+/// Every compiled-in ONNX backend that can run here. ONNX Runtime is compiled in by default but its
 /// library may be missing: then it is left out, unless `NNLENS_REQUIRE_ORT` is set (CI's ONNX
 /// Runtime step), where a backend that cannot run fails the suite.
 fn backends() -> Vec<&'static str> {
@@ -15,6 +15,9 @@ fn backends() -> Vec<&'static str> {
     let required = std::env::var_os("NNLENS_REQUIRE_ORT").is_some();
     nnlens_core::backends()
         .iter()
+        // The ONNX backends: tch runs TorchScript files (its suite is
+        // tests/fixtures/torchscript/check_tch.py, on the same models exported both ways).
+        .filter(|b| b.name != "tch")
         .filter(|b| match (b.available)() {
             Ok(()) => true,
             Err(reason) if required || b.name != "ort" => {
