@@ -232,10 +232,10 @@ fn read_metadata(file: &mut std::fs::File, entry: &Entry) -> Result<Metadata, St
     let mut data = vec![0u8; entry.size as usize];
     file.read_exact(&mut data).map_err(io)?;
     let metadata: Metadata = serde_json::from_slice(&data).map_err(|e| e.to_string())?;
-    if let Some(shape) = &metadata.input_shape {
-        if shape.is_empty() || shape.contains(&0) {
-            return Err(format!("input_shape {shape:?} has an empty axis"));
-        }
+    if let Some(shape) = &metadata.input_shape
+        && (shape.is_empty() || shape.contains(&0))
+    {
+        return Err(format!("input_shape {shape:?} has an empty axis"));
     }
     Ok(metadata)
 }

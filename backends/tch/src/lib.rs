@@ -106,10 +106,10 @@ pub fn first_line(message: &str) -> String {
     let mut line = lines.first().copied().unwrap_or("");
     // The TorchScript interpreter's errors open with a banner and a Python-like traceback and
     // end with the error itself (`RuntimeError: ...`).
-    if line.contains("failed in the TorchScript interpreter") {
-        if let Some(last) = lines.iter().rev().find(|l| l.contains("Error: ")) {
-            line = last;
-        }
+    if line.contains("failed in the TorchScript interpreter")
+        && let Some(last) = lines.iter().rev().find(|l| l.contains("Error: "))
+    {
+        line = last;
     }
     let line = line.strip_prefix("Internal torch error:").unwrap_or(line).trim();
     line.to_string()
