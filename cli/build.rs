@@ -4,9 +4,9 @@
 //! system's loader refuses to start the binary with one line naming the missing library.
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_NNLENS_TCH_LIBTORCH_LIB");
-    if let Ok(lib) = std::env::var("DEP_NNLENS_TCH_LIBTORCH_LIB") {
-        if !lib.is_empty() {
-            println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{lib}");
-        }
+    if let Ok(lib) = std::env::var("DEP_NNLENS_TCH_LIBTORCH_LIB")
+        && !lib.is_empty()
+    {
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{lib}");
     }
 }
