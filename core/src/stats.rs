@@ -125,6 +125,24 @@ impl Moments {
         Ok(())
     }
 
+    /// Adds `count` observations of other data summarised by their per-element `mean` and
+    /// sum of squared deviations `m2` (what [`Self::add_batch`] computes of a batch), as
+    /// [`Self::merge`] adds a whole state.
+    ///
+    /// # Errors
+    /// [`CoreError::Shape`] when `mean` or `m2` is not `len` long.
+    pub fn add_summary(&mut self, count: u64, mean: &[f64], m2: &[f64]) -> Result<()> {
+        if mean.len() != self.len() || m2.len() != self.len() {
+            return Err(CoreError::Shape {
+                what: "a summary of observations".into(),
+                expected: format!("{} elements", self.len()),
+                got: format!("{} means and {} M2", mean.len(), m2.len()),
+            });
+        }
+        self.combine(count, mean, m2);
+        Ok(())
+    }
+
     /// Chan et al.: the union of (n_a, mean_a, M2_a) and (n_b, mean_b, M2_b).
     fn combine(&mut self, n_b: u64, mean_b: &[f64], m2_b: &[f64]) {
         if n_b == 0 {

@@ -416,9 +416,8 @@ impl Visitor for PassVisitor<'_> {
             chunk.row_ids.extend_from_slice(rows);
             chunk.width = columns;
             match work {
-                Work::Moments if layer.row_std.is_some() => {
-                    chunk.moments = vec![Moments::new(a); rows.len()];
-                }
+                // Made by the first block that does not hold whole rows (see add_block).
+                Work::Moments => chunk.moments.clear(),
                 Work::Distance(_) => {
                     chunk.buffer.clear();
                     chunk.buffer.resize(rows.len() * columns * a, 0.0);
@@ -499,21 +498,21 @@ impl LayerState {
             })
         };
         match work {
-            Work::Moments => {
-                if self.row_std.is_some() {
-                    for i in 0..self.chunk.rows {
-                        if !accepted(self.chunk.moments[i].add_batch(a.slice(s![i, .., ..])))? {
-                            return Err(non_finite(self));
-                        }
-                    }
-                }
-                for (j, &c) in columns.iter().enumerate() {
-                    let Some(cols) = self.columns.as_mut() else { break };
-                    if !accepted(cols[c].add_batch(a.slice(s![.., j, ..])))? {
+            Work::Moments
+                if columns.len() == self.chunk.width
+                    && self.chunk.moments.is_empty()
+                    && (self.row_std.is_some() || self.columns.is_some()) =>
+            {
+                if let Some(data) = a.as_slice() {
+                    let (rows, cols) = (self.chunk.rows, columns.len());
+                    if !self.whole_rows_moments(data, rows, cols, n, columns) {
                         return Err(non_finite(self));
                     }
+                    return Ok(());
                 }
+                self.moments_block(&a.view(), columns, &non_finite)?;
             }
+            Work::Moments => self.moments_block(&a.view(), columns, &non_finite)?,
             Work::Distance(_) => {
                 let width = self.chunk.width;
                 // 0 for finite values, NaN for any other: NaN once one is seen.
@@ -573,6 +572,111 @@ impl LayerState {
             }
         }
         Ok(())
+    }
+
+    /// Adds a block to the row and column moments (any block: rows may span several).
+    fn moments_block<T: Copy + Into<f64>>(
+        &mut self,
+        a: &ArrayView3<'_, T>,
+        columns: &[usize],
+        non_finite: &dyn Fn(&LayerState) -> InvarianceError,
+    ) -> Result<()> {
+        if self.row_std.is_some() {
+            if self.chunk.moments.is_empty() {
+                let n = self.layer.number_activations();
+                self.chunk.moments = vec![Moments::new(n); self.chunk.rows];
+            }
+            for i in 0..self.chunk.rows {
+                if !accepted(self.chunk.moments[i].add_batch(a.slice(s![i, .., ..])))? {
+                    return Err(non_finite(self));
+                }
+            }
+        }
+        for (j, &c) in columns.iter().enumerate() {
+            let Some(cols) = self.columns.as_mut() else { break };
+            if !accepted(cols[c].add_batch(a.slice(s![.., j, ..])))? {
+                return Err(non_finite(self));
+            }
+        }
+        Ok(())
+    }
+
+    /// The moments of a block that holds whole rows (`data`: `[rows, cols, n]`, row-major): each
+    /// row's ddof=1 variance along the row goes straight into the row sums, and each column's
+    /// batch mean and M2 into its moments. The arithmetic of each element is exactly that of
+    /// [`Moments::add_batch`] on the row and on the column, so the results are bitwise those
+    /// of the general path; but the block is read from memory once, in tiles of [`TILE`]
+    /// activations whose `rows x cols` values stay in the cache for the four passes over them,
+    /// with no allocation. `false` when a statistic is not finite (a NaN or infinite value).
+    fn whole_rows_moments<T: Copy + Into<f64>>(
+        &mut self,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        n: usize,
+        columns: &[usize],
+    ) -> bool {
+        let mut check = 0.0f64;
+        let chunk = &mut self.chunk;
+        let col_stats = self.columns.is_some();
+        if col_stats {
+            chunk.buffer.clear();
+            chunk.buffer.resize(2 * cols * n, 0.0);
+        }
+        let (col_mean, col_m2) = chunk.buffer.split_at_mut(if col_stats { cols * n } else { 0 });
+        let mut row_sums = match (self.row_std.as_mut(), self.row_variance.as_mut()) {
+            (Some(std), Some(var)) => Some((std, var)),
+            _ => None,
+        };
+        let at = |i: usize, j: usize, t0: usize, len: usize| {
+            let start = (i * cols + j) * n + t0;
+            &data[start..start + len]
+        };
+        let mut mean = [0.0f64; TILE];
+        let mut m2 = [0.0f64; TILE];
+        for t0 in (0..n).step_by(TILE) {
+            let len = TILE.min(n - t0);
+            let (mean, m2) = (&mut mean[..len], &mut m2[..len]);
+            if col_stats {
+                for j in 0..cols {
+                    let first = at(0, j, t0, len);
+                    mean_and_m2((0..rows).map(|i| at(i, j, t0, len)), rows, first, mean, m2);
+                    col_mean[j * n + t0..j * n + t0 + len].copy_from_slice(mean);
+                    col_m2[j * n + t0..j * n + t0 + len].copy_from_slice(m2);
+                    check += m2.iter().map(|v| v * 0.0).sum::<f64>();
+                }
+            }
+            if let Some((std, var)) = row_sums.as_mut() {
+                for i in 0..rows {
+                    let first = at(i, 0, t0, len);
+                    mean_and_m2((0..cols).map(|j| at(i, j, t0, len)), cols, first, mean, m2);
+                    let (std, var) = (&mut std.sum[t0..t0 + len], &mut var.sum[t0..t0 + len]);
+                    for ((s, v), &m) in std.iter_mut().zip(var.iter_mut()).zip(m2.iter()) {
+                        // Moments::variance(1): NaN with a single observation.
+                        let x = if cols <= 1 { f64::NAN } else { m.max(0.0) / (cols - 1) as f64 };
+                        check += m * 0.0;
+                        *s += x.sqrt();
+                        *v += x;
+                    }
+                }
+            }
+        }
+        if check.is_nan() {
+            return false;
+        }
+        if let Some((std, var)) = row_sums {
+            std.rows += rows as u64;
+            var.rows += rows as u64;
+        }
+        if let Some(moments) = self.columns.as_mut() {
+            for (j, &c) in columns.iter().enumerate() {
+                let (mean, m2) = (&col_mean[j * n..(j + 1) * n], &col_m2[j * n..(j + 1) * n]);
+                if moments[c].add_summary(rows as u64, mean, m2).is_err() {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// The error naming the first non-finite value of a block (`[rows, columns, activations]`
@@ -653,6 +757,37 @@ impl LayerState {
             Work::Dses | Work::Firing => {}
         }
         Ok(())
+    }
+}
+
+/// Activations per tile of [`LayerState::whole_rows_moments`]: a tile of a block of 256
+/// inputs is 256 KiB of `f32`, within a core's L2 cache.
+const TILE: usize = 256;
+
+/// The batch mean and M2 of `k` observations of a tile (`obs`, each `mean.len()` long),
+/// shifted by the first, with the arithmetic of [`Moments::add_batch`].
+fn mean_and_m2<'d, T: Copy + Into<f64> + 'd>(
+    obs: impl Iterator<Item = &'d [T]> + Clone,
+    k: usize,
+    first: &[T],
+    mean: &mut [f64],
+    m2: &mut [f64],
+) {
+    mean.fill(0.0);
+    for row in obs.clone() {
+        for ((m, &f), &v) in mean.iter_mut().zip(first).zip(row) {
+            *m += v.into() - f.into();
+        }
+    }
+    for (m, &f) in mean.iter_mut().zip(first) {
+        *m = f.into() + *m / k as f64;
+    }
+    m2.fill(0.0);
+    for row in obs {
+        for ((s, &m), &v) in m2.iter_mut().zip(mean.iter()).zip(row) {
+            let d = v.into() - m;
+            *s += d * d;
+        }
     }
 }
 
@@ -741,5 +876,118 @@ fn dses_block<T: Copy + Into<f64>, U: Copy + Into<f64>>(
             }
             sums.rows += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+    use proptest::prelude::*;
+
+    fn fresh(rows: usize, cols: usize, n: usize) -> LayerState {
+        let layer = LayerStructure {
+            name: "l".into(),
+            tensor: "l".into(),
+            op: "Test".into(),
+            shape: vec![n],
+            channel_axis: None,
+        };
+        let mut state = LayerState::new(&layer, &MeasureSpec::new(Kind::Nvi), cols);
+        state.chunk.rows = rows;
+        state.chunk.row_ids = (0..rows).collect();
+        state.chunk.width = cols;
+        state
+    }
+
+    fn general(state: &mut LayerState, a: &Array3<f32>) {
+        let columns: Vec<usize> = (0..a.dim().1).collect();
+        let fail = |_: &LayerState| InvarianceError::Invalid("non-finite".into());
+        state.moments_block(&a.view(), &columns, &fail).unwrap();
+        state.end_rows(Work::Moments, false, false).unwrap();
+    }
+
+    fn tiled(state: &mut LayerState, a: &Array3<f32>) -> bool {
+        let (rows, cols, n) = a.dim();
+        let columns: Vec<usize> = (0..cols).collect();
+        let ok = state.whole_rows_moments(a.as_slice().unwrap(), rows, cols, n, &columns);
+        state.end_rows(Work::Moments, false, false).unwrap();
+        ok
+    }
+
+    proptest! {
+        /// The tiled path of whole-row blocks is bitwise the general one (per-row and
+        /// per-column `Moments`), over several blocks, for tiles cut anywhere.
+        #[test]
+        fn whole_row_blocks_give_bitwise_the_moments_of_the_general_path(
+            rows in 1usize..6,
+            cols in 1usize..5,
+            n in 1usize..(2 * TILE + 7),
+            blocks in 1usize..3,
+            seed in any::<u64>(),
+        ) {
+            let (mut a_state, mut b_state) = (fresh(rows, cols, n), fresh(rows, cols, n));
+            let mut x = seed | 1;
+            for _ in 0..blocks {
+                let a = Array3::from_shape_simple_fn((rows, cols, n), || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 2001) as f32 / 100.0 - 10.0
+                });
+                general(&mut a_state, &a);
+                prop_assert!(tiled(&mut b_state, &a));
+            }
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (ra, rb) = (a_state.row_std.as_ref().unwrap(), b_state.row_std.as_ref().unwrap());
+            prop_assert_eq!(ra.rows, rb.rows);
+            prop_assert_eq!(bits(&ra.sum), bits(&rb.sum));
+            let (va, vb) = (a_state.row_variance.unwrap(), b_state.row_variance.unwrap());
+            prop_assert_eq!(bits(&va.sum), bits(&vb.sum));
+            for (ca, cb) in a_state.columns.unwrap().iter().zip(b_state.columns.as_ref().unwrap()) {
+                prop_assert_eq!(ca.count(), cb.count());
+                prop_assert_eq!(bits(ca.mean()), bits(cb.mean()));
+                prop_assert_eq!(bits(ca.m2()), bits(cb.m2()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_measure_of_row_moments_only_takes_the_tiled_path() {
+        let layer = LayerStructure {
+            name: "l".into(),
+            tensor: "l".into(),
+            op: "Test".into(),
+            shape: vec![3],
+            channel_axis: None,
+        };
+        let mut state = LayerState::new(&layer, &MeasureSpec::new(Kind::Tvi), 2);
+        assert!(state.columns.is_none());
+        state.chunk.rows = 1;
+        state.chunk.width = 2;
+        let a = Array3::from_shape_vec((1, 2, 3), vec![0.0f32, 1.0, 2.0, 2.0, 1.0, 0.0]).unwrap();
+        assert!(tiled(&mut state, &a));
+        assert_eq!(state.row_variance.as_ref().unwrap().sum, vec![2.0, 0.0, 2.0]);
+    }
+
+    #[test]
+    fn a_nan_in_a_whole_row_block_is_refused() {
+        let mut state = fresh(2, 3, 5);
+        let mut a = Array3::<f32>::ones((2, 3, 5));
+        a[[1, 2, 4]] = f32::NAN;
+        assert!(!tiled(&mut state, &a));
+    }
+
+    #[test]
+    fn variances_by_hand() {
+        // One row of three transformations, two activations: [1, 2, 3] and [2, 2, 2].
+        let mut state = fresh(1, 3, 2);
+        let a = Array3::from_shape_vec((1, 3, 2), vec![1.0f32, 2.0, 2.0, 2.0, 3.0, 2.0]).unwrap();
+        assert!(tiled(&mut state, &a));
+        assert_eq!(state.row_variance.as_ref().unwrap().sum, vec![1.0, 0.0]);
+        assert_eq!(state.row_std.as_ref().unwrap().sum, vec![1.0, 0.0]);
+        let columns = state.columns.as_ref().unwrap();
+        assert_eq!(columns[0].mean(), &[1.0, 2.0]);
+        assert_eq!(columns[2].mean(), &[3.0, 2.0]);
     }
 }
