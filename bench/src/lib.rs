@@ -10,6 +10,9 @@
 
 #![warn(missing_docs)]
 
+pub mod machine;
+pub mod workloads;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -56,6 +59,26 @@ pub struct BenchArgs {
     /// numpy`) on the same model, batch and thread count, in the same rounds.
     #[arg(long, value_name = "PYTHON")]
     pub python: Option<PathBuf>,
+    /// Instead of the throughput table: run these seed workloads end to end (comma separated),
+    /// each as an `nnlens run` process per backend and round, and report wall time, the
+    /// measuring loop, peak memory, and throughput beside this machine's multiply-add and
+    /// memory-bandwidth limits (measured first).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "python")]
+    pub workload: Vec<workloads::Workload>,
+    /// The data of the workloads (`nnlens run`'s `--dataset`).
+    #[arg(long, default_value = "fashion-mnist", requires = "workload")]
+    pub dataset: String,
+    /// The directory of the workloads' dataset files (`nnlens run`'s `--data-dir`).
+    #[arg(long, requires = "workload")]
+    pub data_dir: Option<PathBuf>,
+    /// Images per workload run (default: 10,000 for linearity, 1,000 for nvi).
+    #[arg(long, requires = "workload")]
+    pub samples: Option<usize>,
+    /// Instead of the throughput table: tract's time per operator (its plan for chunks of
+    /// `CHUNK_ROWS` inputs, one thread, every node timed) with tract's multiply-add count of
+    /// each, over `--images` inputs.
+    #[arg(long, conflicts_with_all = ["workload", "python"])]
+    pub profile: bool,
 }
 
 /// One measured configuration.
@@ -110,6 +133,12 @@ impl Engine {
 pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
     if args.batch == 0 || args.images == 0 || args.rounds == 0 {
         bail!("--batch, --images and --rounds must be at least 1");
+    }
+    if !args.workload.is_empty() {
+        return run_workloads(cli, args);
+    }
+    if args.profile {
+        return run_profile(cli, args);
     }
     let backends: Vec<String> = if args.backend.is_empty() {
         nnlens_core::backends()
@@ -252,6 +281,177 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
             if let (Some(ort), Some(python)) = (rate("ort"), rate("onnxruntime (python)")) {
                 println!("ort runs at {:.2}x the throughput of Python's onnxruntime", ort / python);
             }
+            Ok(())
+        }
+    }
+}
+
+/// The model file of `--model`, or the embedded one written to a temporary file.
+fn model_file(args: &BenchArgs) -> Result<(PathBuf, Option<TempModel>)> {
+    match &args.model {
+        Some(path) => Ok((path.clone(), None)),
+        None => {
+            let temp = TempModel::write(nnlens_run::assets::MODEL)?;
+            Ok((temp.path.clone(), Some(temp)))
+        }
+    }
+}
+
+/// The tract model of `--model` (the embedded one by default), for its operator counts.
+fn tract_model(path: &Path, threads: Option<usize>) -> Result<nnlens_tract::TractModel> {
+    let options = nnlens_core::BackendOptions { threads, ..Default::default() };
+    nnlens_tract::TractModel::load(path, &options)
+        .with_context(|| format!("tract cannot load {}", path.display()))
+}
+
+/// `nnlens bench --workload`.
+fn run_workloads(cli: &RunContext, args: &BenchArgs) -> Result<()> {
+    if args.samples == Some(0) {
+        bail!("--samples must be at least 1");
+    }
+    let (model, _temp) = model_file(args)?;
+    let fma_per_forward = tract_model(&model, args.threads)?.fma_per_input()?;
+    let backends: Vec<String> = if args.backend.is_empty() {
+        ["tract", "ort"]
+            .into_iter()
+            .filter(|name| {
+                nnlens_core::backends().iter().any(|b| b.name == *name && (b.available)().is_ok())
+            })
+            .map(String::from)
+            .collect()
+    } else {
+        args.backend.clone()
+    };
+    let threads =
+        args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tracing::info!(threads, "measuring the machine's limits");
+    let limits = machine::measure(threads);
+    let setup = workloads::Setup {
+        model: &model,
+        dataset: &args.dataset,
+        data_dir: args.data_dir.as_deref(),
+        samples: args.samples,
+        backends: &backends,
+        threads: args.threads,
+        rounds: args.rounds,
+        seed: cli.seed,
+        fma_per_forward,
+        limits,
+    };
+    let rows = workloads::run(&setup, &args.workload)?;
+    match cli.format {
+        Format::Json => print_json(&serde_json::json!({
+            "machine": limits,
+            "fma_per_forward": fma_per_forward,
+            "workloads": rows,
+        })),
+        Format::Table => {
+            println!(
+                "machine: {} threads, {:.1} GFLOP/s f32 multiply-add peak ({}), {:.1} GB/s memory read; \
+                 model: {:.2} MFLOP per forward",
+                limits.threads,
+                2.0 * limits.fma_per_s / 1e9,
+                limits.isa,
+                limits.read_bytes_per_s / 1e9,
+                2.0 * fma_per_forward / 1e6
+            );
+            let range = |v: [f64; 3], digits: usize| {
+                format!("{:.d$} ({:.d$}-{:.d$})", v[0], v[1], v[2], d = digits)
+            };
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.workload.to_string(),
+                        r.backend.clone(),
+                        format!("{} x {}", r.rounds, r.forwards),
+                        range(r.wall_s, 2),
+                        range(r.measure_s, 2),
+                        range(r.peak_rss_mb, 0),
+                        format!("{:.0}", r.forwards_per_s),
+                        format!("{:.1}", r.gflop_per_s),
+                        format!("{:.2}x", r.times_fma_limit),
+                        r.activation_updates_per_s.map_or("-".into(), |u| format!("{:.2e}", u)),
+                        r.times_bandwidth_limit.map_or("-".into(), |t| format!("{t:.1}x")),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "workload",
+                    "backend",
+                    "runs x forwards",
+                    "wall s",
+                    "loop s",
+                    "peak MB",
+                    "forwards/s",
+                    "GFLOP/s",
+                    "vs FMA limit",
+                    "activations/s",
+                    "vs bandwidth limit",
+                ],
+                &cells,
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `nnlens bench --profile`.
+fn run_profile(cli: &RunContext, args: &BenchArgs) -> Result<()> {
+    let (model, _temp) = model_file(args)?;
+    let tract = tract_model(&model, Some(1))?;
+    let mut shape = vec![args.images.max(nnlens_tract::CHUNK_ROWS)];
+    shape.extend_from_slice(&nnlens_core::Model::structure(&tract).input.shape);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cli.seed);
+    let x = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.random::<f32>());
+    let table = tract.profile(x.view(), args.rounds)?;
+    let total: f64 = table.iter().map(|t| t.seconds_per_input).sum();
+    #[derive(Serialize)]
+    struct OpRow<'a> {
+        op: &'a str,
+        nodes: usize,
+        microseconds_per_input: f64,
+        share: f64,
+        fma_per_input: f64,
+        gflop_per_s: f64,
+    }
+    let rows: Vec<OpRow<'_>> = table
+        .iter()
+        .map(|t| OpRow {
+            op: &t.op,
+            nodes: t.nodes,
+            microseconds_per_input: t.seconds_per_input * 1e6,
+            share: t.seconds_per_input / total,
+            fma_per_input: t.fma_per_input,
+            gflop_per_s: if t.seconds_per_input > 0.0 {
+                2.0 * t.fma_per_input / t.seconds_per_input / 1e9
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    match cli.format {
+        Format::Json => print_json(&rows),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.op.to_string(),
+                        r.nodes.to_string(),
+                        format!("{:.1}", r.microseconds_per_input),
+                        format!("{:.1}%", 100.0 * r.share),
+                        format!("{:.0}", r.fma_per_input),
+                        format!("{:.1}", r.gflop_per_s),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["operator", "nodes", "us/input", "share", "FMA/input", "GFLOP/s"],
+                &cells,
+            );
+            println!("total {:.1} us per input on one thread", total * 1e6);
             Ok(())
         }
     }

@@ -232,7 +232,7 @@ fn main() -> ExitCode {
         let command = Command::from_arg_matches(&matches)?;
         commands::run(&ctx, &command)
     });
-    match ran {
+    match ran.and_then(|()| Ok(process::report_peak_memory()?)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", process::one_line(&e));

@@ -396,3 +396,52 @@ fn bench_keeps_a_row_for_a_backend_that_cannot_run_the_model() {
         row("tract")["failed"].is_null() && row("tract")["images_per_s"].as_f64().unwrap() > 0.0
     );
 }
+
+#[test]
+fn bench_workloads_run_each_seed_workload_as_a_process_and_report_its_limits() {
+    let doc = json(&[
+        "bench",
+        "--workload",
+        "linearity,nvi",
+        "--backend",
+        "tract",
+        "--dataset",
+        "embedded",
+        "--samples",
+        "16",
+        "--rounds",
+        "1",
+    ]);
+    let machine = &doc["machine"];
+    assert!(machine["fma_per_s"].as_f64().unwrap() > 0.0);
+    assert!(machine["read_bytes_per_s"].as_f64().unwrap() > 0.0);
+    // The Fashion-MNIST CNN: 2 convolutions and 2 dense layers, 4,217,344 multiply-adds
+    // (28*28*64*4 + 14*14*64*64*4 + 3136*256 + 256*10).
+    assert_eq!(doc["fma_per_forward"].as_f64(), Some(4_217_344.0));
+    let rows = doc["workloads"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["forwards"], 16 * 21);
+    assert_eq!(rows[1]["forwards"], 16 * 9);
+    for row in rows {
+        let [wall, loop_s, peak] =
+            ["wall_s", "measure_s", "peak_rss_mb"].map(|k| row[k][0].as_f64().unwrap());
+        assert!(wall >= loop_s && loop_s > 0.0, "{row}");
+        assert!(peak > 1.0, "{row}");
+        assert!(row["times_fma_limit"].as_f64().unwrap() >= 1.0, "{row}");
+    }
+    // Every layer's activations of every forward: 144,788 per forward on this CNN.
+    let updates = rows[1]["activation_updates_per_s"].as_f64().unwrap();
+    let forwards_per_s = rows[1]["forwards_per_s"].as_f64().unwrap();
+    assert!((updates / forwards_per_s - 144_788.0).abs() < 1e-6 * 144_788.0);
+}
+
+#[test]
+fn bench_profile_times_every_operator_of_tract_with_its_arithmetic() {
+    let rows = json(&["bench", "--profile", "--images", "16", "--rounds", "1"]);
+    let rows = rows.as_array().unwrap();
+    let fma: f64 = rows.iter().map(|r| r["fma_per_input"].as_f64().unwrap()).sum();
+    assert_eq!(fma, 4_217_344.0);
+    let share: f64 = rows.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-9);
+    assert!(rows.iter().any(|r| r["op"] == "OptMaxPool"));
+}

@@ -99,3 +99,29 @@ pub fn stdout_is_open() -> bool {
 pub fn stdout_is_open() -> bool {
     true
 }
+
+/// The variable naming the file a finished command writes its peak resident memory into
+/// (`nnlens bench --workload` sets it for each run it times).
+pub const PEAK_MEMORY_FILE: &str = "NNLENS_PEAK_MEMORY_FILE";
+
+/// The peak resident memory of this process so far, in bytes: `VmHWM` of `/proc/self/status`
+/// (`None` where there is no such file).
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 =
+        line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Writes [`peak_memory_bytes`] into the file [`PEAK_MEMORY_FILE`] names, when it is set.
+/// A process's own high-water mark is the only exact one: the kernel's `ru_maxrss` of a child
+/// also counts the memory of the parent it was forked from, until it runs its own program.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn report_peak_memory() -> std::io::Result<()> {
+    let Some(path) = std::env::var_os(PEAK_MEMORY_FILE) else { return Ok(()) };
+    let bytes = peak_memory_bytes().unwrap_or(0);
+    std::fs::write(path, format!("{bytes}\n"))
+}

@@ -36,8 +36,10 @@
 
 mod graph;
 mod model;
+mod profile;
 
 pub use model::{CHUNK_ROWS, TractError, TractModel, chunk_ranges};
+pub use profile::OperatorTime;
 
 use nnlens_core::{BackendEntry, BackendOptions, Model};
 

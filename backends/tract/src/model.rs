@@ -275,6 +275,31 @@ impl TractModel {
         Ok(())
     }
 
+    /// The file or label the model was loaded from.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn engine_error(&self, e: TractError_) -> TractError {
+        self.engine(e)
+    }
+
+    /// The typed, decluttered graph at a concrete batch, with its own outputs.
+    pub(crate) fn typed(&self, batch: usize) -> Result<TypedModel, TractError> {
+        let mut m = self.inference.clone();
+        m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
+        m.into_typed().and_then(|m| m.into_decluttered()).map_err(|e| self.engine(e))
+    }
+
+    /// The runnable plan of `tensors` at a concrete batch (cached as every run's).
+    pub(crate) fn runnable(
+        &self,
+        batch: usize,
+        tensors: &[String],
+    ) -> Result<Arc<TypedRunnableModel>, TractError> {
+        Ok(self.plan(batch, tensors)?.runnable.clone())
+    }
+
     fn plan(&self, batch: usize, tensors: &[String]) -> Result<Plan, TractError> {
         let key = (batch, tensors.to_vec());
         if let Some(plan) = self.plans.lock().map_err(|_| self.poisoned())?.get(&key) {
