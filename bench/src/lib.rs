@@ -171,15 +171,10 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
         }
         configs.push((backend, threads, engine.map_err(|e| format!("{e:#}"))));
     }
-    let _embedded;
+    let mut _embedded = None;
     if let Some(python) = &args.python {
-        let model = match &args.model {
-            Some(path) => path.clone(),
-            None => {
-                _embedded = TempModel::write(nnlens_run::assets::MODEL)?;
-                _embedded.path.clone()
-            }
-        };
+        let (model, temp) = model_file(args)?;
+        _embedded = temp;
         let engine = PythonOrt::start(python, &model, args.batch, args.threads, cli.seed)?;
         configs.push(("onnxruntime (python)".into(), args.threads, Ok(Engine::Python(engine))));
     }
@@ -216,30 +211,24 @@ pub fn run(cli: &RunContext, args: &BenchArgs) -> Result<()> {
             }
         }
     }
-    let median = |v: &[f64]| {
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-    };
-    let reference = median(&rates[0]);
+    let reference = workloads::summary(rates[0].iter().copied())[0];
     let rows: Vec<Row> = configs
         .iter()
         .zip(&rates)
-        .map(|((backend, threads, engine), r)| Row {
-            backend: backend.clone(),
-            threads: *threads,
-            batch: args.batch,
-            images,
-            rounds: args.rounds,
-            images_per_s: median(r),
-            min_images_per_s: r.iter().copied().reduce(f64::min).unwrap_or(f64::NAN),
-            max_images_per_s: r.iter().copied().reduce(f64::max).unwrap_or(f64::NAN),
-            vs_tract_1_thread: median(r) / reference,
-            failed: engine.as_ref().err().cloned(),
+        .map(|((backend, threads, engine), r)| {
+            let [median, min, max] = workloads::summary(r.iter().copied());
+            Row {
+                backend: backend.clone(),
+                threads: *threads,
+                batch: args.batch,
+                images,
+                rounds: args.rounds,
+                images_per_s: median,
+                min_images_per_s: min,
+                max_images_per_s: max,
+                vs_tract_1_thread: median / reference,
+                failed: engine.as_ref().err().cloned(),
+            }
         })
         .collect();
     match cli.format {

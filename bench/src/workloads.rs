@@ -182,8 +182,8 @@ pub fn run(setup: &Setup<'_>, workloads: &[Workload]) -> Result<Vec<WorkloadRow>
     Ok(rows)
 }
 
-/// `[median, min, max]`.
-fn summary(values: impl Iterator<Item = f64>) -> [f64; 3] {
+/// `[median, min, max]` (NaN for no values).
+pub(crate) fn summary(values: impl Iterator<Item = f64>) -> [f64; 3] {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
         return [f64::NAN; 3];
