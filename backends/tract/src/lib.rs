@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod graph;
+mod kernels;
 mod model;
 mod profile;
 

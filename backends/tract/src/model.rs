@@ -309,8 +309,16 @@ impl TractModel {
         let mut m = self.inference.clone();
         m.set_input_fact(0, self.input_fact(batch)).map_err(|e| self.engine(e))?;
         m.select_outputs_by_name(tensors.iter()).map_err(|e| self.engine(e))?;
-        let runnable =
-            m.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| self.engine(e))?;
+        let runnable = m
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| {
+                let replaced = crate::kernels::rewrite(&mut m)?;
+                tracing::debug!(replaced, "nodes run by nnlens's own kernels");
+                m.into_optimized()
+            })
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| self.engine(e))?;
         let plan = Arc::new(PlanEntry { runnable, idle: Mutex::new(Vec::new()) });
         let mut plans = self.plans.lock().map_err(|_| self.poisoned())?;
         // Another worker may have made the same plan meanwhile: keep the first.

@@ -1,0 +1,595 @@
+//! Two operators nnlens runs in place of tract's own, where tract's are far from the memory
+//! bound on the small CNNs researchers measure (`nnlens bench --profile`, fashion_cnn, one
+//! thread, batch 8, per input):
+//!
+//! - a 2x2 max pool of stride 2 on channels-first images (every Keras `MaxPooling2D()`):
+//!   tract's vectorised 2x2 path is for stride 1 only, stride 2 walks every output with bounds
+//!   checks (230 us for 64 x 28 x 28, about 50 times its memory traffic);
+//! - a convolution whose dot products are short (`Cin * kh * kw <= 16`, a first layer on
+//!   grey or RGB images): tract's packed matrix product pays a kernel call per tile for 4
+//!   multiply-adds (407 us for conv_1's 200,704 multiply-adds).
+//!
+//! [`rewrite`] swaps them into a decluttered graph before tract optimises it. The max pool
+//! gives bitwise tract's values (a maximum is exact; NaN is skipped as tract skips it); the
+//! convolution sums the same products in the same order, without fused multiply-adds, so it
+//! differs from tract's in the last bits of f32 only.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+/// Largest `Cin * kh * kw` that [`SmallConv`] takes over from tract's matrix product.
+pub const SMALL_CONV_MAX_DOT: usize = 16;
+
+/// Replaces, in a typed graph with concrete shapes, every 2x2 stride-2 channels-first f32 max
+/// pool by [`MaxPool2x2`] and every f32 channels-first convolution with short dot products by
+/// [`SmallConv`]; returns how many nodes it replaced. Node ids and outlets are kept, so the
+/// graph's outputs (the layers a run asked for) are unchanged.
+///
+/// # Errors
+/// The graph's facts cannot be read.
+pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes.len() {
+        let new_op: Option<Box<dyn TypedOp>> = {
+            let node = &model.nodes[id];
+            let inputs = model.node_input_facts(id)?;
+            if let Some(pool) = node.op_as::<MaxPool>() {
+                MaxPool2x2::replacing(pool, &inputs).map(|op| Box::new(op) as _)
+            } else if let Some(conv) = node.op_as::<Conv>() {
+                SmallConv::replacing(conv, &inputs).map(|op| Box::new(op) as _)
+            } else {
+                None
+            }
+        };
+        if let Some(op) = new_op {
+            model.node_mut(id).op = op;
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
+}
+
+/// The concrete shape of an f32 fact of rank 4, or `None`.
+fn f32_nchw(fact: &TypedFact) -> Option<[usize; 4]> {
+    if fact.datum_type != f32::datum_type() || !fact.is_plain() {
+        return None;
+    }
+    let shape = fact.shape.as_concrete()?;
+    <[usize; 4]>::try_from(shape).ok()
+}
+
+/// A 2x2 max pool of stride 2 without padding on `(N, C, H, W)` f32 images: the maximum of
+/// each 2x2 block (an odd last row or column is dropped, as ONNX's floor rounding does).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MaxPool2x2;
+
+impl MaxPool2x2 {
+    fn replacing(pool: &MaxPool, inputs: &[&TypedFact]) -> Option<MaxPool2x2> {
+        let spec = &pool.pool_spec;
+        let no_padding = match &spec.padding {
+            PaddingSpec::Valid => true,
+            PaddingSpec::Explicit(before, after)
+            | PaddingSpec::ExplicitOnnxPool(before, after, false) => {
+                before.iter().chain(after.iter()).all(|&p| p == 0)
+            }
+            _ => false,
+        };
+        let ok = pool.with_index_outputs.is_none()
+            && spec.data_format == DataFormat::NCHW
+            && spec.kernel_shape[..] == [2, 2]
+            && spec.strides()[..] == [2, 2]
+            && spec.dilations()[..] == [1, 1]
+            && no_padding
+            && inputs.len() == 1
+            && f32_nchw(inputs[0]).is_some_and(|[_, _, h, w]| h >= 2 && w >= 2);
+        ok.then_some(MaxPool2x2)
+    }
+
+    fn output_shape([n, c, h, w]: [usize; 4]) -> [usize; 4] {
+        [n, c, h / 2, w / 2]
+    }
+}
+
+impl Op for MaxPool2x2 {
+    fn name(&self) -> StaticName {
+        "nnlens.MaxPool2x2".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2x2 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let shape: [usize; 4] = input.shape().try_into().map_err(|_| {
+            format_err!("MaxPool2x2 expects a rank-4 input, got {:?}", input.shape())
+        })?;
+        let [_, _, h, w] = shape;
+        let out_shape = Self::output_shape(shape);
+        let plain = input.try_as_plain_ram()?;
+        let x = plain.as_slice::<f32>()?;
+        let mut output = Tensor::zero::<f32>(&out_shape)?;
+        {
+            let mut out_plain = output.try_as_plain_ram_mut()?;
+            let out = out_plain.as_slice_mut::<f32>()?;
+            max_pool_2x2(x, out, h, w);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2x2 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = f32_nchw(inputs[0]).ok_or_else(|| format_err!("MaxPool2x2 needs f32 NCHW"))?;
+        Ok(tvec!(f32::fact(Self::output_shape(shape))))
+    }
+
+    as_op!();
+}
+
+/// The 2x2 stride-2 maxima of the `h x w` planes of `x` into the `(h/2) x (w/2)` planes of
+/// `out`, folded as tract folds a pool: from `f32::MIN`, skipping NaN.
+pub fn max_pool_2x2(x: &[f32], out: &mut [f32], h: usize, w: usize) {
+    let (oh, ow) = (h / 2, w / 2);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    for (plane, out_plane) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+        for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
+            let row0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
+            let row1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+            for ((o, a), b) in
+                out_row.iter_mut().zip(row0.chunks_exact(2)).zip(row1.chunks_exact(2))
+            {
+                *o = f32::MIN.max(a[0]).max(a[1]).max(b[0]).max(b[1]);
+            }
+        }
+    }
+}
+
+/// A convolution of `(N, Cin, H, W)` f32 images by an OIHW kernel (one group) whose dot
+/// products have at most [`SMALL_CONV_MAX_DOT`] terms, done directly: each output plane adds
+/// each tap's weight times the shifted input rows, and the bias last, as tract's product does.
+/// Inputs: the images, the kernel `(Cout, Cin, kh, kw)` and the bias (`Cout` values, one, or
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SmallConv {
+    /// `(N, Cout, OH, OW)`.
+    output: [usize; 4],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    /// Padding before the first row and column.
+    pad: [usize; 2],
+    /// `(kh, kw)`.
+    kernel: [usize; 2],
+}
+
+impl SmallConv {
+    fn replacing(conv: &Conv, inputs: &[&TypedFact]) -> Option<SmallConv> {
+        let spec = &conv.pool_spec;
+        if conv.q_params.is_some()
+            || conv.group != 1
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || spec.data_format != DataFormat::NCHW
+            || spec.kernel_shape.len() != 2
+            || inputs.len() != 3
+        {
+            return None;
+        }
+        let [n, cin, h, w] = f32_nchw(inputs[0])?;
+        let kernel = inputs[1];
+        let bias = inputs[2];
+        let [cout, kcin, kh, kw] = f32_nchw(kernel)?;
+        if kcin != cin || cin != spec.input_channels || cout != spec.output_channels {
+            return None;
+        }
+        if cin * kh * kw > SMALL_CONV_MAX_DOT || [kh, kw] != spec.kernel_shape[..] {
+            return None;
+        }
+        // Constant weights only: a kernel computed by the graph stays with tract.
+        kernel.konst.as_ref()?;
+        let bias_len = bias.shape.as_concrete()?.iter().product::<usize>();
+        if bias.datum_type != f32::datum_type()
+            || bias.konst.is_none()
+            || !(bias_len == cout || bias_len == 1)
+        {
+            return None;
+        }
+        let padding = spec.computed_padding(&[h, w]);
+        let output = [n, cout, padding[0].convoluted, padding[1].convoluted];
+        let strides = spec.strides();
+        let dilations = spec.dilations();
+        Some(SmallConv {
+            output,
+            strides: [strides[0], strides[1]],
+            dilations: [dilations[0], dilations[1]],
+            pad: [padding[0].pad_before, padding[1].pad_before],
+            kernel: [kh, kw],
+        })
+    }
+
+    /// Convolves `x` (`n` images of `cin x h x w`) by `weights` into `out` (`n x cout x oh x
+    /// ow`), adding `bias` (`cout` values, or one for all), with the widest vectors this CPU
+    /// has. The arithmetic is the same whatever the vectors (no fused multiply-add), so so are
+    /// the results.
+    fn convolve(
+        &self,
+        x: &[f32],
+        dims: [usize; 3],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { self.convolve_avx512(x, dims, weights, bias, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { self.convolve_avx2(x, dims, weights, bias, out) };
+            }
+        }
+        self.convolve_any(x, dims, weights, bias, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn convolve_avx512(
+        &self,
+        x: &[f32],
+        dims: [usize; 3],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        self.convolve_any(x, dims, weights, bias, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn convolve_avx2(
+        &self,
+        x: &[f32],
+        dims: [usize; 3],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        self.convolve_any(x, dims, weights, bias, out)
+    }
+
+    /// [`Self::convolve`] for any CPU; inlined into each vector width's copy.
+    ///
+    /// Each channel of an image is copied once into a zero-padded plane of width `pw`; each
+    /// output plane is accumulated `oh x pw` wide, so that at stride 1 a tap is one
+    /// multiply-add over a contiguous run (`acc[q] += w * padded[q + ky * dh * pw + kx * dw]`),
+    /// and its first `ow` columns of every row are the output. Larger strides read every
+    /// `sw`-th column of the padded rows.
+    #[inline(always)]
+    fn convolve_any(
+        &self,
+        x: &[f32],
+        [cin, h, w]: [usize; 3],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        let [_, cout, oh, ow] = self.output;
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.strides;
+        let [dh, dw] = self.dilations;
+        let [pt, pl] = self.pad;
+        if oh == 0 || ow == 0 {
+            return;
+        }
+        // Padded planes hold every row and column any output reads, plus one spare row so that
+        // a stride-1 tap's contiguous run may overrun the last row's used columns.
+        let ph = (oh - 1) * sh + (kh - 1) * dh + 2;
+        let pw = ((ow - 1) * sw + (kw - 1) * dw + 1).max(pl + w);
+        let acc_width = if sw == 1 { pw } else { ow };
+        let mut padded = vec![0.0f32; cin * ph * pw];
+        let mut acc = vec![0.0f32; oh * acc_width];
+        for (image, out_image) in
+            x.chunks_exact(cin * h * w).zip(out.chunks_exact_mut(cout * oh * ow))
+        {
+            for (channel, plane) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw))
+            {
+                for (y, row) in channel.chunks_exact(w).enumerate() {
+                    if pt + y < ph {
+                        let start = (pt + y) * pw + pl;
+                        let end = (start + w).min((pt + y + 1) * pw);
+                        plane[start..end].copy_from_slice(&row[..end - start]);
+                    }
+                }
+            }
+            for (co, out_plane) in out_image.chunks_exact_mut(oh * ow).enumerate() {
+                acc.fill(0.0);
+                let taps = &weights[co * cin * kh * kw..(co + 1) * cin * kh * kw];
+                for (ci, plane) in padded.chunks_exact(ph * pw).enumerate() {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let weight = taps[(ci * kh + ky) * kw + kx];
+                            let offset = ky * dh * pw + kx * dw;
+                            if sw == 1 && sh == 1 {
+                                let run = &plane[offset..offset + oh * pw];
+                                for (a, &v) in acc.iter_mut().zip(run) {
+                                    *a += weight * v;
+                                }
+                            } else {
+                                for (oy, acc_row) in acc.chunks_exact_mut(acc_width).enumerate() {
+                                    let row = &plane[oy * sh * pw + offset..];
+                                    for (ox, a) in acc_row[..ow].iter_mut().enumerate() {
+                                        *a += weight * row[ox * sw];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let b = if bias.len() == 1 { bias[0] } else { bias[co] };
+                for (out_row, acc_row) in
+                    out_plane.chunks_exact_mut(ow).zip(acc.chunks_exact(acc_width))
+                {
+                    for (o, &a) in out_row.iter_mut().zip(acc_row) {
+                        *o = a + b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Op for SmallConv {
+    fn name(&self) -> StaticName {
+        "nnlens.SmallConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "kernel {:?} strides {:?} dilations {:?} pad {:?} -> {:?}",
+            self.kernel, self.strides, self.dilations, self.pad, self.output
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for SmallConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (input, kernel, bias) = args_3!(inputs);
+        let [n, cin, h, w]: [usize; 4] = input.shape().try_into().map_err(|_| {
+            format_err!("SmallConv expects a rank-4 input, got {:?}", input.shape())
+        })?;
+        ensure!(n == self.output[0], "SmallConv planned for {} images, got {n}", self.output[0]);
+        let x_plain = input.try_as_plain_ram()?;
+        let k_plain = kernel.try_as_plain_ram()?;
+        let b_plain = bias.try_as_plain_ram()?;
+        let (x, k, b) =
+            (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
+        let mut output = Tensor::zero::<f32>(&self.output)?;
+        {
+            let mut out_plain = output.try_as_plain_ram_mut()?;
+            self.convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for SmallConv {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(self.output)))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let [_, cin, _, _] =
+            f32_nchw(inputs[0]).ok_or_else(|| format_err!("SmallConv needs f32 NCHW"))?;
+        let products =
+            self.output.iter().product::<usize>() * cin * self.kernel[0] * self.kernel[1];
+        Ok(tvec!((Cost::FMA(f32::datum_type()), products.to_dim())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
+
+    /// Runs a one-operator graph with tract's own kernels, and with nnlens's when `ours`
+    /// (asserting that the operator was replaced).
+    fn run(model: &TypedModel, x: &Tensor, ours: bool) -> Tensor {
+        let mut model = model.clone();
+        let replaced = if ours { rewrite(&mut model).unwrap() } else { 0 };
+        assert_eq!(replaced, usize::from(ours));
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let mut outputs = plan.run(tvec!(x.clone().into_tvalue())).unwrap();
+        outputs.remove(0).into_tensor()
+    }
+
+    fn tensor(shape: &[usize], values: Vec<f32>) -> Tensor {
+        tract_ndarray::ArrayD::from_shape_vec(shape, values).unwrap().into()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()
+    }
+
+    fn pool_model(shape: [usize; 4]) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).unwrap();
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![2, 2],
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: Some(tvec![2, 2]),
+            input_channels: shape[1],
+            output_channels: shape[1],
+        };
+        let y = model
+            .wire_node("pool", MaxPool { pool_spec: spec, with_index_outputs: None }, &[x])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_model(
+        x: [usize; 4],
+        cout: usize,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        pad_before: [usize; 2],
+        pad_after: [usize; 2],
+        weights: Tensor,
+        bias: Tensor,
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let input = model.add_source("x", f32::fact(x)).unwrap();
+        let k = model.add_const("k", weights).unwrap();
+        let b = model.add_const("b", bias).unwrap();
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![kernel[0], kernel[1]],
+            padding: PaddingSpec::Explicit(
+                tvec![pad_before[0], pad_before[1]],
+                tvec![pad_after[0], pad_after[1]],
+            ),
+            dilations: Some(tvec![dilations[0], dilations[1]]),
+            strides: Some(tvec![strides[0], strides[1]]),
+            input_channels: x[1],
+            output_channels: cout,
+        };
+        let conv =
+            Conv { pool_spec: spec, kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+        let y = model.wire_node("conv", conv, &[input, k, b]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn max_pool_by_hand() {
+        // One 3x5 plane: the odd last row and column are dropped.
+        let x: Vec<f32> = vec![
+            1.,
+            5.,
+            2.,
+            0.,
+            9., //
+            3.,
+            4.,
+            8.,
+            f32::NAN,
+            9., //
+            7.,
+            7.,
+            7.,
+            7.,
+            7.,
+        ];
+        let mut out = vec![0.0; 2];
+        max_pool_2x2(&x, &mut out, 3, 5);
+        assert_eq!(out, vec![5.0, 8.0]);
+        // All NaN or -inf: tract's fold from f32::MIN.
+        let mut out = vec![0.0; 1];
+        max_pool_2x2(&[f32::NAN, f32::NEG_INFINITY, f32::NAN, f32::NAN], &mut out, 2, 2);
+        assert_eq!(out, vec![f32::MIN]);
+    }
+
+    #[test]
+    fn small_conv_by_hand() {
+        // One 2x3 image, one 2x2 kernel [[1, 2], [3, 4]], bias 10, padding one column after
+        // and one row after ("same" for an even kernel, as Keras pads).
+        let x = tensor(&[1, 1, 2, 3], vec![1., 2., 3., 4., 5., 6.]);
+        let k = tensor(&[1, 1, 2, 2], vec![1., 2., 3., 4.]);
+        let b = tensor(&[1], vec![10.]);
+        let model = conv_model([1, 1, 2, 3], 1, [2, 2], [1, 1], [1, 1], [0, 0], [1, 1], k, b);
+        let ours = run(&model, &x, true);
+        assert_eq!(ours.shape(), &[1, 1, 2, 3]);
+        // (0,0): 1*1 + 2*2 + 3*4 + 4*5 = 37; (0,2): 1*3 + 3*6 = 21; (1,0): 1*4 + 2*5 = 14 ...
+        let expected = [37., 47., 21., 14., 17., 6.].map(|v: f32| v + 10.0);
+        assert_eq!(values(&ours), expected.to_vec());
+        assert_eq!(values(&run(&model, &x, false)), expected.to_vec());
+    }
+
+    #[test]
+    fn long_dot_products_and_other_layouts_stay_with_tract() {
+        let k = Tensor::zero::<f32>(&[4, 8, 2, 2]).unwrap(); // 32 terms
+        let b = Tensor::zero::<f32>(&[4]).unwrap();
+        let mut model = conv_model([1, 8, 5, 5], 4, [2, 2], [1, 1], [1, 1], [0, 0], [0, 0], k, b);
+        assert_eq!(rewrite(&mut model).unwrap(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn max_pool_is_bitwise_tracts(
+            n in 1usize..3, c in 1usize..4, h in 2usize..9, w in 2usize..9,
+            seed in any::<u64>(),
+        ) {
+            let shape = [n, c, h, w];
+            let len = n * c * h * w;
+            let mut state = seed | 1;
+            let x: Vec<f32> = (0..len).map(|_| {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                ((state % 2001) as f32 - 1000.0) / 37.0
+            }).collect();
+            let x = tensor(&shape, x);
+            let model = pool_model(shape);
+            let theirs = run(&model, &x, false);
+            let ours = run(&model, &x, true);
+            prop_assert_eq!(ours.shape(), theirs.shape());
+            let (a, b) = (values(&ours), values(&theirs));
+            prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{a:?} vs {b:?}");
+        }
+
+        #[test]
+        fn small_conv_matches_tracts_to_f32_rounding(
+            n in 1usize..3, cin in 1usize..4, cout in 1usize..6,
+            h in 1usize..9, w in 1usize..9, kh in 1usize..3, kw in 1usize..3,
+            sh in 1usize..3, sw in 1usize..3, dh in 1usize..3, dw in 1usize..3,
+            pads in proptest::array::uniform4(0usize..3),
+            scalar_bias in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let (pt, pl, pb, pr) = (pads[0], pads[1], pads[2], pads[3]);
+            // At least one output pixel.
+            prop_assume!(h + pt + pb > (kh - 1) * dh && w + pl + pr > (kw - 1) * dw);
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                ((state % 2001) as f32 - 1000.0) / 500.0
+            };
+            let x: Vec<f32> = (0..n * cin * h * w).map(|_| next()).collect();
+            let k: Vec<f32> = (0..cout * cin * kh * kw).map(|_| next()).collect();
+            let bias_len = if scalar_bias { 1 } else { cout };
+            let b: Vec<f32> = (0..bias_len).map(|_| next()).collect();
+            let bound: f32 = k.iter().map(|v| v.abs()).sum::<f32>() * 2.0 + b.iter().map(|v| v.abs()).sum::<f32>();
+            let model = conv_model(
+                [n, cin, h, w], cout, [kh, kw], [sh, sw], [dh, dw], [pt, pl], [pb, pr],
+                tensor(&[cout, cin, kh, kw], k),
+                if scalar_bias { tensor(&[], b) } else { tensor(&[bias_len], b) },
+            );
+            let x = tensor(&[n, cin, h, w], x);
+            let theirs = run(&model, &x, false);
+            let ours = run(&model, &x, true);
+            prop_assert_eq!(ours.shape(), theirs.shape());
+            // |x| <= 2 and |terms| <= 16: each sum is off by at most ~17 roundings of its
+            // magnitude bound.
+            let tolerance = bound * 17.0 * f32::EPSILON;
+            for (a, b) in values(&ours).iter().zip(values(&theirs)) {
+                prop_assert!((a - b).abs() <= tolerance, "{a} vs {b} (tolerance {tolerance})");
+            }
+        }
+    }
+}
