@@ -14,8 +14,9 @@
 //! same names whichever backend runs them; the shapes come from ONNX Runtime itself, running a
 //! batch of 1 and of 2 zeros with every node output requested.
 //! Intermediate layers are made graph outputs before a session is created: one session per
-//! set of requested tensors, cached. Sessions run on `threads` intra-op threads (default: all
-//! cores).
+//! set of requested tensors, kept idle between runs. A run from one thread has `threads`
+//! intra-op threads (default: all cores); runs from the workers of a parallel loop each take
+//! a session of one thread of their own, so that they run side by side.
 #![warn(missing_docs)]
 
 mod model;

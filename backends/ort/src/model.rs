@@ -125,8 +125,13 @@ pub struct OrtModel {
     device: Device,
     /// Where the model's external data files are, when it has some.
     external_dir: Option<PathBuf>,
-    sessions: Mutex<HashMap<Vec<String>, std::sync::Arc<Mutex<Session>>>>,
+    /// Idle sessions, by requested outputs and intra-op thread count: a caller takes one (or
+    /// makes one) for its run and puts it back, so callers on several threads run at once.
+    sessions: Mutex<HashMap<SessionKey, Vec<Session>>>,
 }
+
+/// The outputs a session returns and the intra-op threads it runs on.
+type SessionKey = (Vec<String>, usize);
 
 impl std::fmt::Debug for OrtModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,7 +231,9 @@ impl OrtModel {
         model.structure = layers.structure;
         model.tensors = layers.tensors;
         // Refuse a model ONNX Runtime cannot run now, not at the first prediction.
-        model.session(&[model.structure.output_layer().tensor.clone()])?;
+        let output = [model.structure.output_layer().tensor.clone()];
+        let session = model.new_session(&output, model.threads)?;
+        model.give_back(&output, model.threads, session);
         Ok(model)
     }
 
@@ -234,24 +241,32 @@ impl OrtModel {
         OrtError::Engine { label: self.label.clone(), message: message.to_string() }
     }
 
-    /// The session whose outputs are `tensors` (created on first use).
-    fn session(&self, tensors: &[String]) -> Result<std::sync::Arc<Mutex<Session>>, OrtError> {
-        let mut sessions =
-            self.sessions.lock().map_err(|_| self.engine("session cache poisoned"))?;
-        if let Some(s) = sessions.get(tensors) {
-            return Ok(s.clone());
+    /// An idle session whose outputs are `tensors` on `intra` threads, or a new one.
+    fn take_session(&self, tensors: &[String], intra: usize) -> Result<Session, OrtError> {
+        let idle = {
+            let mut sessions =
+                self.sessions.lock().map_err(|_| self.engine("session cache poisoned"))?;
+            sessions.get_mut(&(tensors.to_vec(), intra)).and_then(Vec::pop)
+        };
+        match idle {
+            Some(session) => Ok(session),
+            None => self.new_session(tensors, intra),
         }
-        let session = std::sync::Arc::new(Mutex::new(self.new_session(tensors)?));
-        sessions.insert(tensors.to_vec(), session.clone());
-        Ok(session)
     }
 
-    /// A session of the model with `tensors` as its outputs.
-    fn new_session(&self, tensors: &[String]) -> Result<Session, OrtError> {
+    /// Puts a session back among the idle ones.
+    fn give_back(&self, tensors: &[String], intra: usize, session: Session) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.entry((tensors.to_vec(), intra)).or_default().push(session);
+        }
+    }
+
+    /// A session of the model with `tensors` as its outputs, on `intra` intra-op threads.
+    fn new_session(&self, tensors: &[String], intra: usize) -> Result<Session, OrtError> {
         let env = environment().map_err(OrtError::Library)?;
         let bytes = with_outputs(&self.bytes, tensors);
         let mut builder = Session::builder(env).map_err(|e| self.engine(e))?;
-        builder = builder.with_intra_threads(self.threads).map_err(|e| self.engine(e))?;
+        builder = builder.with_intra_threads(intra).map_err(|e| self.engine(e))?;
         if let Device::Cuda(n) = self.device {
             let cuda = ort::ep::CUDA::default()
                 .with_device_id(i32::try_from(n).unwrap_or(i32::MAX))
@@ -279,7 +294,7 @@ impl OrtModel {
     /// Runs a batch of zeros with `names` as outputs (in a session that is not kept): whether
     /// each is a floating-point tensor ONNX Runtime returns, and its shape.
     fn tensor_types(&self, names: &[String], batch: usize) -> Result<Vec<TensorType>, OrtError> {
-        let mut session = self.new_session(names)?;
+        let mut session = self.new_session(names, self.threads)?;
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.structure.input.shape);
         let input_name = self.structure.input.name.clone();
@@ -317,8 +332,24 @@ impl OrtModel {
         let request = TensorRequest::new(&self.structure, &self.tensors, layers)?;
         self.structure.input.check_batch(&self.label, &x)?;
         let unique = request.distinct();
-        let session = self.session(unique)?;
-        let mut session = session.lock().map_err(|_| self.engine("session poisoned"))?;
+        // Called from a worker of a parallel loop (linearity's chunks), a run takes one core,
+        // as the loop's other workers take the others: intra-op threads on top would only
+        // contend (on fashion_cnn: 2 sessions of 1 thread run per-class linearity in half the
+        // time of 1 session of 2). Called from one thread, a run has every core.
+        let intra = if rayon::current_thread_index().is_some() { 1 } else { self.threads };
+        let mut session = self.take_session(unique, intra)?;
+        let arrays = self.run_session(&mut session, x, unique);
+        self.give_back(unique, intra, session);
+        Ok(request.assemble(arrays?))
+    }
+
+    /// Runs `x` in `session` and returns the `unique` outputs, as f32.
+    fn run_session(
+        &self,
+        session: &mut Session,
+        x: ArrayViewD<'_, f32>,
+        unique: &[String],
+    ) -> Result<Vec<ArrayD<f32>>, OrtError> {
         let x = x.as_standard_layout();
         let input_name = self.structure.input.name.clone();
         let outputs = if self.f64_input {
@@ -342,7 +373,7 @@ impl OrtModel {
             };
             arrays.push(array);
         }
-        Ok(request.assemble(arrays))
+        Ok(arrays)
     }
 }
 
