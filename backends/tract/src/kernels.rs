@@ -113,7 +113,8 @@ impl EvalOp for MaxPool2x2 {
         let out_shape = Self::output_shape(shape);
         let plain = input.try_as_plain_ram()?;
         let x = plain.as_slice::<f32>()?;
-        let mut output = Tensor::zero::<f32>(&out_shape)?;
+        // SAFETY: every value is written below (each output of each plane).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         {
             let mut out_plain = output.try_as_plain_ram_mut()?;
             let out = out_plain.as_slice_mut::<f32>()?;
@@ -375,7 +376,8 @@ impl EvalOp for SmallConv {
         let b_plain = bias.try_as_plain_ram()?;
         let (x, k, b) =
             (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
-        let mut output = Tensor::zero::<f32>(&self.output)?;
+        // SAFETY: every value is written below (the last pass over each plane sets them all).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output)? };
         {
             let mut out_plain = output.try_as_plain_ram_mut()?;
             self.convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);

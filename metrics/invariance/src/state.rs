@@ -608,7 +608,61 @@ impl LayerState {
     /// of the general path; but the block is read from memory once, in tiles of [`TILE`]
     /// activations whose `rows x cols` values stay in the cache for the four passes over them,
     /// with no allocation. `false` when a statistic is not finite (a NaN or infinite value).
+    ///
+    /// It runs with the widest vectors the CPU has (the crate is built for the baseline
+    /// x86-64, two f64 lanes); every element's arithmetic is the same whatever the width (no
+    /// fused multiply-add), so are the results.
     fn whole_rows_moments<T: Copy + Into<f64>>(
+        &mut self,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        n: usize,
+        columns: &[usize],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { self.whole_rows_moments_avx512(data, rows, cols, n, columns) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { self.whole_rows_moments_avx2(data, rows, cols, n, columns) };
+            }
+        }
+        self.whole_rows_moments_any(data, rows, cols, n, columns)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn whole_rows_moments_avx512<T: Copy + Into<f64>>(
+        &mut self,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        n: usize,
+        columns: &[usize],
+    ) -> bool {
+        self.whole_rows_moments_any(data, rows, cols, n, columns)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn whole_rows_moments_avx2<T: Copy + Into<f64>>(
+        &mut self,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        n: usize,
+        columns: &[usize],
+    ) -> bool {
+        self.whole_rows_moments_any(data, rows, cols, n, columns)
+    }
+
+    /// [`Self::whole_rows_moments`] for any CPU; inlined into each vector width's copy.
+    #[inline(always)]
+    fn whole_rows_moments_any<T: Copy + Into<f64>>(
         &mut self,
         data: &[T],
         rows: usize,
@@ -766,6 +820,7 @@ const TILE: usize = 256;
 
 /// The batch mean and M2 of `k` observations of a tile (`obs`, each `mean.len()` long),
 /// shifted by the first, with the arithmetic of [`Moments::add_batch`].
+#[inline(always)]
 fn mean_and_m2<'d, T: Copy + Into<f64> + 'd>(
     obs: impl Iterator<Item = &'d [T]> + Clone,
     k: usize,
