@@ -156,8 +156,8 @@ pub fn max_pool_2x2(x: &[f32], out: &mut [f32], h: usize, w: usize) {
 /// A convolution of `(N, Cin, H, W)` f32 images by an OIHW kernel (one group) whose dot
 /// products have at most [`SMALL_CONV_MAX_DOT`] terms, done directly: each output plane adds
 /// each tap's weight times the shifted input rows, and the bias last, as tract's product does.
-/// Inputs: the images, the kernel `(Cout, Cin, kh, kw)` and the bias (`Cout` values, one, or
-/// none).
+/// Inputs: the images, the constant kernel `(Cout, Cin, kh, kw)` and the constant bias (`Cout`
+/// values, or one for every channel).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SmallConv {
     /// `(N, Cout, OH, OW)`.
