@@ -2,8 +2,8 @@
 //!
 //! [`Moments`] holds, per element of a fixed-length vector (one entry per activation, say), the
 //! count, mean and sum of squared deviations (M2) of the values seen. Batches are folded in with
-//! Chan et al.'s pairwise update (a two-pass computation inside each batch, so a batch of equal
-//! values adds exactly zero), and two states of disjoint data [`merge`](Moments::merge) into the
+//! Chan et al.'s pairwise update (one pass over each batch, shifted by its first observation, so
+//! a batch of equal values adds exactly zero), and two states of disjoint data [`merge`](Moments::merge) into the
 //! state of their union: a run split into shards and merged gives the same statistics as the
 //! whole run, up to floating-point reassociation. M2 is clamped at zero, so a variance is never
 //! negative (tmeasures' streaming Welford update can return NaN for constant rows because of
@@ -73,23 +73,27 @@ impl Moments {
         if k == 0 {
             return Ok(());
         }
-        // Shifted by the first observation: a batch of equal values has exactly that mean and
-        // exactly zero M2 (sum / k of equal values is not always the value itself).
+        // One pass, shifted by the first observation: with d = v - first, the batch mean is
+        // first + sum(d) / k and M2 = sum(d^2) - sum(d)^2 / k. A batch of equal values has
+        // exactly that mean and exactly zero M2 (sum / k of equal values is not always the
+        // value itself). As the shift is one of the observations, M2 >= (first - mean)^2, so
+        // sum(d^2) = M2 + k (first - mean)^2 <= (k + 1) M2: the subtraction loses at most
+        // log2(k + 1) bits of the f64 sums, far below the f32 precision of activations.
         let first: Vec<f64> = batch.row(0).iter().map(|&v| v.into()).collect();
-        let mut batch_mean = vec![0.0f64; len];
+        let mut sum = vec![0.0f64; len];
+        let mut squares = vec![0.0f64; len];
         for row in batch.rows() {
-            for ((m, &f), &v) in batch_mean.iter_mut().zip(&first).zip(row) {
-                *m += v.into() - f;
+            for (((s, q), &f), &v) in sum.iter_mut().zip(squares.iter_mut()).zip(&first).zip(row) {
+                let d = v.into() - f;
+                *s += d;
+                *q += d * d;
             }
         }
-        batch_mean.iter_mut().zip(&first).for_each(|(m, &f)| *m = f + *m / k as f64);
-        let mut batch_m2 = vec![0.0f64; len];
-        for row in batch.rows() {
-            for ((s, &m), &v) in batch_m2.iter_mut().zip(&batch_mean).zip(row) {
-                let d = v.into() - m;
-                *s += d * d;
-            }
-        }
+        let kf = k as f64;
+        let batch_mean: Vec<f64> = sum.iter().zip(&first).map(|(&s, &f)| f + s / kf).collect();
+        // Not yet clamped at zero: a NaN or infinite value leaves a NaN or infinite M2 here.
+        let mut batch_m2: Vec<f64> =
+            sum.iter().zip(&squares).map(|(&s, &q)| q - s * s / kf).collect();
         // Sums of finite f32 or f64 values stay finite in f64 unless they reach 1e308; a NaN
         // or infinite value makes its element's M2 NaN or infinite.
         if let Some(col) = batch_m2.iter().position(|s| !s.is_finite()) {
@@ -105,6 +109,7 @@ impl Moments {
                 index: row * len + col,
             });
         }
+        batch_m2.iter_mut().for_each(|m| *m = m.max(0.0));
         self.combine(k as u64, &batch_mean, &batch_m2);
         Ok(())
     }

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -386,7 +387,7 @@ impl TractModel {
         let mut outputs = self.batch_outputs(batch, unique)?;
         {
             // For each chunk, the rows of every output that it fills.
-            let mut rows: Vec<Vec<ArrayViewMutD<'_, f32>>> =
+            let mut rows: Vec<Vec<ArrayViewMutD<'_, MaybeUninit<f32>>>> =
                 chunks.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
             for output in &mut outputs {
                 let mut rest = output.view_mut();
@@ -396,7 +397,7 @@ impl TractModel {
                     rest = tail;
                 }
             }
-            let rows: Vec<Mutex<Vec<ArrayViewMutD<'_, f32>>>> =
+            let rows: Vec<Mutex<Vec<ArrayViewMutD<'_, MaybeUninit<f32>>>>> =
                 rows.into_iter().map(Mutex::new).collect();
             let run = |c: usize| -> Result<(), TractError> {
                 let input = x.slice_axis(Axis(0), Slice::from(chunks[c].clone()));
@@ -418,17 +419,21 @@ impl TractModel {
                 self.run_on_workers(chunks.len(), run)?;
             }
         }
+        // SAFETY: the chunks cover the batch, and every chunk's run succeeded, so it wrote
+        // every value of its rows of every output (run_chunk_into writes all of `dest` or
+        // fails).
+        let outputs = outputs.into_iter().map(|o| unsafe { o.assume_init() }).collect();
         Ok(request.assemble(outputs))
     }
 
-    /// Zeroed outputs for a batch of `batch` inputs, shaped as the plan for chunks of
-    /// [`CHUNK_ROWS`] gives each tensor beyond the batch axis (large zeroed allocations cost
-    /// nothing until written).
+    /// Outputs for a batch of `batch` inputs, shaped as the plan for chunks of [`CHUNK_ROWS`]
+    /// gives each tensor beyond the batch axis, not yet written (zeroing them first would
+    /// write every value twice: the allocator recycles memory, so it is not free).
     fn batch_outputs(
         &self,
         batch: usize,
         tensors: &[String],
-    ) -> Result<Vec<ArrayD<f32>>, TractError> {
+    ) -> Result<Vec<ArrayD<MaybeUninit<f32>>>, TractError> {
         let rows = CHUNK_ROWS;
         let plan = self.plan(rows, tensors)?;
         (0..tensors.len())
@@ -445,7 +450,7 @@ impl TractModel {
                     });
                 }
                 shape[0] = batch;
-                Ok(ArrayD::zeros(shape))
+                Ok(ArrayD::uninit(shape))
             })
             .collect()
     }
@@ -531,14 +536,21 @@ impl TractModel {
     }
 
     /// Runs one chunk and copies its tensors (as `f32`) into `dest`, in the order of `unique`:
-    /// the first rows of each, as many as `dest` has (the rest are padding).
+    /// the first rows of each, as many as `dest` has (the rest are padding). It writes every
+    /// value of `dest`, or fails.
     fn run_chunk_into(
         &self,
         x: ArrayViewD<'_, f32>,
         unique: &[String],
-        dest: &mut [ArrayViewMutD<'_, f32>],
+        dest: &mut [ArrayViewMutD<'_, MaybeUninit<f32>>],
     ) -> Result<(), TractError> {
         let outputs = self.run_state(x, unique)?;
+        if outputs.len() != dest.len() {
+            return Err(TractError::Engine {
+                label: self.label.clone(),
+                message: format!("{} outputs for {} tensors", outputs.len(), dest.len()),
+            });
+        }
         for ((value, dest), name) in outputs.iter().zip(dest.iter_mut()).zip(unique) {
             let cast = value.cast_to::<f32>().map_err(|e| self.engine(e))?;
             let got = cast.to_plain_array_view::<f32>().map_err(|e| self.engine(e))?;
@@ -553,7 +565,14 @@ impl TractModel {
                     ),
                 });
             }
-            dest.assign(&got);
+            match (got.as_slice(), dest.as_slice_mut()) {
+                (Some(from), Some(to)) => {
+                    for (to, &from) in to.iter_mut().zip(from) {
+                        to.write(from);
+                    }
+                }
+                _ => got.assign_to(dest.view_mut()),
+            }
         }
         Ok(())
     }

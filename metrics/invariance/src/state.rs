@@ -605,9 +605,9 @@ impl LayerState {
     /// row's ddof=1 variance along the row goes straight into the row sums, and each column's
     /// batch mean and M2 into its moments. The arithmetic of each element is exactly that of
     /// [`Moments::add_batch`] on the row and on the column, so the results are bitwise those
-    /// of the general path; but the block is read from memory once, in tiles of [`TILE`]
-    /// activations whose `rows x cols` values stay in the cache for the four passes over them,
-    /// with no allocation. `false` when a statistic is not finite (a NaN or infinite value).
+    /// of the general path; but the block is read from memory once, in one pass, tile by tile
+    /// of activations (see [`Self::whole_rows_moments_any`]). `false` when a statistic is not
+    /// finite (a NaN or infinite value).
     ///
     /// It runs with the widest vectors the CPU has (the crate is built for the baseline
     /// x86-64, two f64 lanes); every element's arithmetic is the same whatever the width (no
@@ -661,6 +661,12 @@ impl LayerState {
     }
 
     /// [`Self::whole_rows_moments`] for any CPU; inlined into each vector width's copy.
+    ///
+    /// One pass over the block: each value, shifted by its column's first row and by its
+    /// row's first column, is added to the shifted sums and sums of squares of both (see
+    /// [`Moments::add_batch`]). A tile of activations is [`GROUP`]s of them; a row's sums of a
+    /// group stay in registers while the row's columns go by, the tile's column sums in the L1
+    /// cache, and the block streams from memory once.
     #[inline(always)]
     fn whole_rows_moments_any<T: Copy + Into<f64>>(
         &mut self,
@@ -670,47 +676,76 @@ impl LayerState {
         n: usize,
         columns: &[usize],
     ) -> bool {
-        let mut check = 0.0f64;
         let chunk = &mut self.chunk;
         let col_stats = self.columns.is_some();
-        if col_stats {
-            chunk.buffer.clear();
-            chunk.buffer.resize(2 * cols * n, 0.0);
-        }
-        let (col_mean, col_m2) = chunk.buffer.split_at_mut(if col_stats { cols * n } else { 0 });
+        let tile = tile_len(cols);
+        // The finished column means and M2 of the block, then the column sums of one tile.
+        chunk.buffer.clear();
+        chunk.buffer.resize(if col_stats { 2 * cols * n + 2 * cols * tile } else { 0 }, 0.0);
+        let (col_mean, rest) = chunk.buffer.split_at_mut(if col_stats { cols * n } else { 0 });
+        let (col_m2, rest) = rest.split_at_mut(if col_stats { cols * n } else { 0 });
+        let (col_s, col_q) = rest.split_at_mut(if col_stats { cols * tile } else { 0 });
         let mut row_sums = match (self.row_std.as_mut(), self.row_variance.as_mut()) {
             (Some(std), Some(var)) => Some((std, var)),
             _ => None,
         };
-        let at = |i: usize, j: usize, t0: usize, len: usize| {
-            let start = (i * cols + j) * n + t0;
-            &data[start..start + len]
-        };
-        let mut mean = [0.0f64; TILE];
-        let mut m2 = [0.0f64; TILE];
-        for t0 in (0..n).step_by(TILE) {
-            let len = TILE.min(n - t0);
-            let (mean, m2) = (&mut mean[..len], &mut m2[..len]);
+        // 0 while every statistic is finite, NaN from the first that is not.
+        let mut check = 0.0f64;
+        let k_rows = rows as f64;
+        let k_cols = cols as f64;
+        for t0 in (0..n).step_by(tile) {
+            let len = tile.min(n - t0);
             if col_stats {
-                for j in 0..cols {
-                    let first = at(0, j, t0, len);
-                    mean_and_m2((0..rows).map(|i| at(i, j, t0, len)), rows, first, mean, m2);
-                    col_mean[j * n + t0..j * n + t0 + len].copy_from_slice(mean);
-                    col_m2[j * n + t0..j * n + t0 + len].copy_from_slice(m2);
-                    check += m2.iter().map(|v| v * 0.0).sum::<f64>();
+                col_s[..cols * len].fill(0.0);
+                col_q[..cols * len].fill(0.0);
+            }
+            for i in 0..rows {
+                let mut k = 0;
+                while k < len {
+                    let at = Group { data, row: i, cols, n, offset: t0 + k };
+                    let (s, q) = if len - k >= GROUP {
+                        if col_stats {
+                            at.sums::<GROUP, true>(&mut col_s[..], &mut col_q[..], len, k)
+                        } else {
+                            at.sums::<GROUP, false>(&mut [], &mut [], len, k)
+                        }
+                    } else if col_stats {
+                        let (s, q) = at.sums::<1, true>(&mut col_s[..], &mut col_q[..], len, k);
+                        ([s[0]; GROUP], [q[0]; GROUP])
+                    } else {
+                        let (s, q) = at.sums::<1, false>(&mut [], &mut [], len, k);
+                        ([s[0]; GROUP], [q[0]; GROUP])
+                    };
+                    let g = if len - k >= GROUP { GROUP } else { 1 };
+                    if let Some((std, var)) = row_sums.as_mut() {
+                        let at = t0 + k;
+                        let (std, var) = (&mut std.sum[at..at + g], &mut var.sum[at..at + g]);
+                        for (((std, var), &s), &q) in std.iter_mut().zip(var).zip(&s).zip(&q) {
+                            let raw = q - s * s / k_cols;
+                            check += raw * 0.0;
+                            // Moments::variance(1): NaN with a single observation.
+                            let x =
+                                if cols <= 1 { f64::NAN } else { raw.max(0.0) / (cols - 1) as f64 };
+                            *std += x.sqrt();
+                            *var += x;
+                        }
+                    }
+                    k += g;
                 }
             }
-            if let Some((std, var)) = row_sums.as_mut() {
-                for i in 0..rows {
-                    let first = at(i, 0, t0, len);
-                    mean_and_m2((0..cols).map(|j| at(i, j, t0, len)), cols, first, mean, m2);
-                    let (std, var) = (&mut std.sum[t0..t0 + len], &mut var.sum[t0..t0 + len]);
-                    for ((s, v), &m) in std.iter_mut().zip(var.iter_mut()).zip(m2.iter()) {
-                        // Moments::variance(1): NaN with a single observation.
-                        let x = if cols <= 1 { f64::NAN } else { m.max(0.0) / (cols - 1) as f64 };
-                        check += m * 0.0;
-                        *s += x.sqrt();
-                        *v += x;
+            if col_stats {
+                for j in 0..cols {
+                    let first = &data[j * n + t0..j * n + t0 + len];
+                    let (s, q) = (&col_s[j * len..(j + 1) * len], &col_q[j * len..(j + 1) * len]);
+                    let at = j * n + t0;
+                    let (mean, m2) = (&mut col_mean[at..at + len], &mut col_m2[at..at + len]);
+                    for ((((mean, m2), &f), &s), &q) in
+                        mean.iter_mut().zip(m2).zip(first).zip(s).zip(q)
+                    {
+                        let raw = q - s * s / k_rows;
+                        check += raw * 0.0;
+                        *mean = f.into() + s / k_rows;
+                        *m2 = raw.max(0.0);
                     }
                 }
             }
@@ -814,35 +849,74 @@ impl LayerState {
     }
 }
 
-/// Activations per tile of [`LayerState::whole_rows_moments`]: a tile of a block of 256
-/// inputs is 256 KiB of `f32`, within a core's L2 cache.
-const TILE: usize = 256;
+/// Activations a row's sums keep in registers at a time in
+/// [`LayerState::whole_rows_moments`] (four vectors of four `f64`, or two of eight).
+const GROUP: usize = 16;
 
-/// The batch mean and M2 of `k` observations of a tile (`obs`, each `mean.len()` long),
-/// shifted by the first, with the arithmetic of [`Moments::add_batch`].
-#[inline(always)]
-fn mean_and_m2<'d, T: Copy + Into<f64> + 'd>(
-    obs: impl Iterator<Item = &'d [T]> + Clone,
-    k: usize,
-    first: &[T],
-    mean: &mut [f64],
-    m2: &mut [f64],
-) {
-    mean.fill(0.0);
-    for row in obs.clone() {
-        for ((m, &f), &v) in mean.iter_mut().zip(first).zip(row) {
-            *m += v.into() - f.into();
+/// The most activations per tile of [`LayerState::whole_rows_moments`].
+const MAX_TILE: usize = 256;
+
+/// Activations per tile for blocks of `cols` columns: the tile's column sums (two `f64` per
+/// column and activation) take 16 KiB, half a small L1 cache; a multiple of [`GROUP`].
+fn tile_len(cols: usize) -> usize {
+    (16 * 1024 / (16 * cols.max(1))).clamp(GROUP, MAX_TILE) / GROUP * GROUP
+}
+
+/// The values of one row of a whole-rows block (`[rows, cols, n]`, row-major) at the
+/// activations `offset..offset + G` of every column.
+struct Group<'d, T> {
+    data: &'d [T],
+    row: usize,
+    cols: usize,
+    n: usize,
+    offset: usize,
+}
+
+impl<T: Copy + Into<f64>> Group<'_, T> {
+    /// The row's shifted sum and sum of squares of its `G` activations over its columns (each
+    /// value less the row's first column's), returned; with `COLS`, each value less its
+    /// column's first row's added to the column's sums (`col_s[j * len + k..]`, of a tile of
+    /// `len`). The arithmetic of [`Moments::add_batch`], element by element, whatever `G`.
+    #[inline(always)]
+    fn sums<const G: usize, const COLS: bool>(
+        &self,
+        col_s: &mut [f64],
+        col_q: &mut [f64],
+        len: usize,
+        k: usize,
+    ) -> ([f64; G], [f64; G]) {
+        let Self { data, row, cols, n, offset } = *self;
+        let base = row * cols * n + offset;
+        let shift = &data[base..base + G];
+        let mut shift_f64 = [0.0f64; G];
+        for (d, &v) in shift_f64.iter_mut().zip(shift) {
+            *d = v.into();
         }
-    }
-    for (m, &f) in mean.iter_mut().zip(first) {
-        *m = f.into() + *m / k as f64;
-    }
-    m2.fill(0.0);
-    for row in obs {
-        for ((s, &m), &v) in m2.iter_mut().zip(mean.iter()).zip(row) {
-            let d = v.into() - m;
-            *s += d * d;
+        let (mut s, mut q) = ([0.0f64; G], [0.0f64; G]);
+        for j in 0..cols {
+            let v = &data[base + j * n..base + j * n + G];
+            if COLS {
+                let first = &data[j * n + offset..j * n + offset + G];
+                let cs = &mut col_s[j * len + k..j * len + k + G];
+                let cq = &mut col_q[j * len + k..j * len + k + G];
+                for e in 0..G {
+                    let x: f64 = v[e].into();
+                    let dc = x - first[e].into();
+                    cs[e] += dc;
+                    cq[e] += dc * dc;
+                    let dr = x - shift_f64[e];
+                    s[e] += dr;
+                    q[e] += dr * dr;
+                }
+            } else {
+                for e in 0..G {
+                    let dr = v[e].into() - shift_f64[e];
+                    s[e] += dr;
+                    q[e] += dr * dr;
+                }
+            }
         }
+        (s, q)
     }
 }
 
@@ -976,8 +1050,8 @@ mod tests {
         #[test]
         fn whole_row_blocks_give_bitwise_the_moments_of_the_general_path(
             rows in 1usize..6,
-            cols in 1usize..5,
-            n in 1usize..(2 * TILE + 7),
+            cols in 1usize..11,
+            n in 1usize..(2 * MAX_TILE + 7),
             blocks in 1usize..3,
             seed in any::<u64>(),
         ) {
