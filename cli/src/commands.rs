@@ -133,9 +133,32 @@ fn in_dataset_batches(
 }
 
 fn evaluate(cli: &RunContext, args: &EvaluateArgs) -> Result<()> {
+    let shard = args.shard.resolve()?;
+    if let Some(shard) = shard {
+        nnlens_run::shard::shard_out(args.out.as_deref(), shard)?;
+    }
     let t0 = Instant::now();
     let model = load_model(&args.model)?;
-    let data = load_data(&args.data, None)?;
+    let whole = load_data(&args.data, None)?;
+    // A shard evaluates its contiguous part of the rows, in whole batches of the whole run (a
+    // backend's results may depend on a row's place in its batch).
+    let data = match shard {
+        Some(shard) => {
+            let block = args.batch_size.max(1);
+            let rows: Vec<usize> = shard.range_aligned(whole.data.len(), block).collect();
+            if rows.is_empty() {
+                bail!(
+                    "shard {shard} has no rows: {} rows make {} batches of {block}, fewer than {} \
+                     shards",
+                    whole.data.len(),
+                    whole.data.len().div_ceil(block),
+                    shard.count
+                );
+            }
+            LoadedData { data: whole.data.subset(&rows)?, reference: whole.reference.clone() }
+        }
+        None => whole,
+    };
     let loaded_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let labels = data.data.require_labels("evaluate")?;
@@ -154,24 +177,41 @@ fn evaluate(cli: &RunContext, args: &EvaluateArgs) -> Result<()> {
     );
     m.timings_s.insert("load".into(), loaded_s);
     m.timings_s.insert("evaluate".into(), t1.elapsed().as_secs_f64());
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        m.shard = Some(shard);
+        return nnlens_run::shard::write_state(out, &m, &serde_json::to_value(total)?, cli.quiet);
+    }
+    finish_evaluate(cli, m, &total, args.out.as_deref())
+}
+
+/// The end of `evaluate`, whole or merged from shards: result.json written, the result
+/// printed.
+fn finish_evaluate(
+    cli: &RunContext,
+    m: nnlens_core::RunManifest,
+    total: &Evaluation,
+    out: Option<&Path>,
+) -> Result<()> {
     let result = json!({
         "samples": total.samples,
         "loss": total.loss(),
         "accuracy": total.accuracy(),
         "state": total,
     });
+    let model_path = m.model.as_ref().map_or(String::new(), |a| a.path.clone());
+    let (name, split) =
+        m.dataset.as_ref().map_or((String::new(), None), |d| (d.name.clone(), d.split.clone()));
     let doc = json!({ "manifest": m, "result": result });
-    if let Some(out) = &args.out {
+    if let Some(out) = out {
         write_json(out, "result.json", &doc)?;
     }
     match cli.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            nnlens_run::out!("model     {}", model.artifact.path);
+            nnlens_run::out!("model     {model_path}");
             nnlens_run::out!(
-                "dataset   {} {} ({} samples)",
-                data.reference.name,
-                data.reference.split.as_deref().unwrap_or("-"),
+                "dataset   {name} {} ({} samples)",
+                split.as_deref().unwrap_or("-"),
                 total.samples
             );
             nnlens_run::out!("loss      {:.4}", total.loss());
@@ -179,6 +219,26 @@ fn evaluate(cli: &RunContext, args: &EvaluateArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `nnlens merge` of `evaluate` shards: the evaluations summed (exactly), then as `evaluate`.
+fn merge_evaluate(
+    manifest: nnlens_core::RunManifest,
+    states: Vec<serde_json::Value>,
+    cli: &RunContext,
+    out: &Path,
+) -> Result<()> {
+    let mut total = Evaluation::default();
+    for (k, state) in states.into_iter().enumerate() {
+        let part: Evaluation = serde_json::from_value(state)
+            .with_context(|| format!("shard {k}: not an evaluation"))?;
+        total.merge(&part);
+    }
+    finish_evaluate(cli, manifest, &total, Some(out))
+}
+
+nnlens_run::__inventory::submit! {
+    nnlens_run::CommandMerger { command: "evaluate", merge: merge_evaluate }
 }
 
 /// Default number of inputs for `predict` (all layers of many images is a lot of memory).

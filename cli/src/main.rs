@@ -108,9 +108,13 @@ pub struct EvaluateArgs {
     /// Inputs per model call.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Directory for result.json (run manifest and result).
+    /// Directory for result.json (run manifest and result); with --shard, for the shard's
+    /// state.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A shard of the run: the rows are split into contiguous parts.
+    #[command(flatten)]
+    pub shard: nnlens_run::ShardArgs,
 }
 
 /// `nnlens predict`.

@@ -3,24 +3,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
 
-/// Loss and accuracy accumulated over batches. The state is a sum, so evaluations of disjoint
-/// parts of a dataset [`merge`](Self::merge) into exactly the evaluation of the whole.
+/// Loss and accuracy accumulated over batches. The state is a sum of integers (the losses in
+/// fixed point, see [`Self::add_loss`]), so evaluations of disjoint parts of a dataset
+/// [`merge`](Self::merge) into exactly the evaluation of the whole, however it was split into
+/// batches or shards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The number of samples seen.
     pub samples: u64,
-    /// The sum of the per-sample losses.
+    /// The sum of the per-sample losses (`loss_fixed` as an `f64`).
     pub loss_sum: f64,
+    /// The sum of the per-sample losses, each rounded to a multiple of 2^-64 (about 5e-20):
+    /// integer sums are exact in any order. Stored as a decimal string (JSON numbers are
+    /// `f64` to most readers).
+    #[serde(default, with = "decimal")]
+    pub loss_fixed: i128,
     /// The number of samples whose arg-max prediction is the label.
     pub correct: u64,
 }
+
+/// An `i128` as a decimal string.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The fixed-point scale of [`Evaluation::loss_fixed`].
+const LOSS_SCALE: f64 = 18_446_744_073_709_551_616.0; // 2^64
 
 impl Evaluation {
     /// Adds another evaluation (of other samples) to this one.
     pub fn merge(&mut self, other: &Evaluation) {
         self.samples += other.samples;
-        self.loss_sum += other.loss_sum;
+        self.loss_fixed = self.loss_fixed.saturating_add(other.loss_fixed);
+        self.loss_sum = self.loss_fixed as f64 / LOSS_SCALE;
         self.correct += other.correct;
+    }
+
+    /// Adds one sample's loss (finite; a loss of 2^63 or more saturates).
+    pub fn add_loss(&mut self, loss: f64) {
+        // `as` saturates at i128's range; losses here are below 2^63, so far inside it.
+        let fixed = (loss * LOSS_SCALE).round() as i128;
+        self.loss_fixed = self.loss_fixed.saturating_add(fixed);
+        self.loss_sum = self.loss_fixed as f64 / LOSS_SCALE;
     }
 
     /// The mean loss (NaN for no samples).
@@ -87,13 +120,13 @@ pub fn cross_entropy_of_output(
         if best == label {
             eval.correct += 1;
         }
-        eval.loss_sum += if probabilities {
+        eval.add_loss(if probabilities {
             -(row[label] as f64).clamp(EPSILON, 1.0 - EPSILON).ln()
         } else {
             let max = row[best] as f64;
             let log_sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln();
             -(row[label] as f64 - max - log_sum)
-        };
+        });
     }
     Ok(eval)
 }
@@ -103,6 +136,19 @@ mod tests {
     use super::*;
     use ndarray::array;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_exact_sum_round_trips_through_json() {
+        let mut e = Evaluation::default();
+        for l in [0.3f64, 12.5, 1e-3, 16.1] {
+            e.add_loss(l);
+        }
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains("\"loss_fixed\":\""), "{text}");
+        let back: Evaluation = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, e);
+        assert!((e.loss_sum - 28.901).abs() < 1e-12);
+    }
 
     #[test]
     fn probabilities_by_hand() {
@@ -150,9 +196,12 @@ mod tests {
             let mut a = cross_entropy_of_output(out.slice(ndarray::s![..split, ..]), &labels[..split]).unwrap();
             let b = cross_entropy_of_output(out.slice(ndarray::s![split.., ..]), &labels[split..]).unwrap();
             a.merge(&b);
-            prop_assert_eq!(a.samples, whole.samples);
-            prop_assert_eq!(a.correct, whole.correct);
-            prop_assert!((a.loss_sum - whole.loss_sum).abs() < 1e-9 * whole.loss_sum.abs().max(1.0));
+            // Identical, not close: the sums are of integers.
+            prop_assert_eq!(a, whole);
+            let direct: f64 = (0..n)
+                .map(|i| cross_entropy_of_output(out.slice(ndarray::s![i..i + 1, ..]), &labels[i..i + 1]).unwrap().loss_sum)
+                .sum();
+            prop_assert!((a.loss_sum - direct).abs() < 1e-12 * direct.abs().max(1.0));
         }
     }
 }

@@ -41,7 +41,7 @@ pub use evaluation::{Evaluation, are_probabilities, cross_entropy_of_output};
 pub use gradient::{
     GradModel, Loss, Parameter, Targets, glob_matches, module_path, select_parameters,
 };
-pub use manifest::{ArtifactRef, DatasetRef, MANIFEST_SCHEMA_VERSION, RunManifest};
+pub use manifest::{ArtifactRef, DatasetRef, MANIFEST_SCHEMA_VERSION, RunManifest, ShardRef};
 pub use model::{Model, conform_input};
 pub use registry::{
     BackendEntry, BackendOptions, Device, GradLoaders, LoadBytesFn, LoadFn, LoadGradBytesFn,

@@ -56,6 +56,46 @@ pub struct RunManifest {
     pub timings_s: BTreeMap<String, f64>,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: f64,
+    /// The part of the work this run did, when it is one shard of a split run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRef>,
+}
+
+/// Shard `index` of `count` (0-based) of a run split into contiguous parts of its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRef {
+    /// Which part, `0..count`.
+    pub index: usize,
+    /// Into how many parts the run is split.
+    pub count: usize,
+}
+
+impl ShardRef {
+    /// The contiguous part of `0..total` this shard does: `total * index / count` up to
+    /// `total * (index + 1) / count`, so the parts of all shards cover `0..total` once, and
+    /// their sizes differ by at most one.
+    pub fn range(&self, total: usize) -> std::ops::Range<usize> {
+        let at = |k: usize| (total as u128 * k as u128 / self.count.max(1) as u128) as usize;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// [`Self::range`] in whole blocks of `block` items (the last block may be short): each
+    /// shard's part starts at a multiple of `block`, so a computation that takes the work in
+    /// blocks of that size from the start of its part sees exactly the blocks of the whole
+    /// run. Parts differ in size by at most one block; with fewer blocks than shards, some
+    /// parts are empty.
+    pub fn range_aligned(&self, total: usize, block: usize) -> std::ops::Range<usize> {
+        let block = block.max(1);
+        let blocks = total.div_ceil(block);
+        let part = ShardRef { index: self.index, count: self.count }.range(blocks);
+        (part.start * block).min(total)..(part.end * block).min(total)
+    }
+}
+
+impl std::fmt::Display for ShardRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// The data a run read.
@@ -110,6 +150,7 @@ impl RunManifest {
             parameters: serde_json::Value::Null,
             timings_s: BTreeMap::new(),
             started_unix_s: started,
+            shard: None,
         }
     }
 }
@@ -117,6 +158,48 @@ impl RunManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_ranges_cover_the_work_once_in_order() {
+        for total in [0usize, 1, 5, 7, 1000] {
+            for count in 1..=9 {
+                let ranges: Vec<_> =
+                    (0..count).map(|index| ShardRef { index, count }.range(total)).collect();
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges[count - 1].end, total);
+                for pair in ranges.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start);
+                }
+                let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{total} in {count}: {sizes:?}");
+            }
+        }
+        assert_eq!(ShardRef { index: 1, count: 3 }.range(10), 3..6);
+    }
+
+    #[test]
+    fn aligned_shard_ranges_hold_whole_blocks() {
+        for total in [0usize, 1, 5, 28, 1000, 1001] {
+            for block in [1usize, 3, 12, 28] {
+                for count in 1..=7 {
+                    let ranges: Vec<_> = (0..count)
+                        .map(|index| ShardRef { index, count }.range_aligned(total, block))
+                        .collect();
+                    assert_eq!(ranges[0].start, 0);
+                    assert_eq!(ranges[count - 1].end, total);
+                    for pair in ranges.windows(2) {
+                        assert_eq!(pair[0].end, pair[1].start);
+                    }
+                    for r in &ranges {
+                        assert!(r.start % block == 0 || r.start == total, "{r:?} of {block}");
+                        assert!(r.len() <= block * total.div_ceil(block).div_ceil(count));
+                    }
+                }
+            }
+        }
+        assert_eq!(ShardRef { index: 1, count: 4 }.range_aligned(1000, 28), 252..504);
+    }
 
     #[test]
     fn round_trips_through_json() {

@@ -10,6 +10,8 @@
 //! | [`args`] | the flags every family shares: [`ModelArgs`], [`DataArgs`]; [`RunContext`] (seed, quiet, format) |
 //! | [`inputs`] | models (by backend, gradient backends included) and datasets named on the command line |
 //! | [`atomic`] | result directories written atomically ([`OutDir`]), Ctrl-C |
+//! | [`shard`] | `--shard K/N` and `auto`, shard state files, `nnlens merge`'s checks |
+//! | [`slurm`] | `nnlens submit slurm` (job arrays and the merge job) and `nnlens status` |
 //! | [`output`] | logging, progress bars, tables, JSON; [`out!`] |
 //! | [`process`] | allocator and thread settings at start-up, a closed stdout, errors on one line |
 //! | [`charts`] | PNG and SVG of a figure staged in a result directory |
@@ -28,10 +30,15 @@ pub mod inputs;
 pub mod output;
 pub mod process;
 mod runner;
+pub mod shard;
+pub mod slurm;
 
 pub use args::{Color, DataArgs, Format, ModelArgs, RunContext, Scale};
 pub use atomic::{MANIFEST, OutDir};
-pub use runner::{Runner, RunnerEntry, add_commands, dispatch, plot, runnable, runners};
+pub use runner::{
+    CommandMerger, Runner, RunnerEntry, add_commands, dispatch, merge, plot, runnable, runners,
+};
+pub use shard::ShardArgs;
 
 #[doc(hidden)]
 pub use inventory as __inventory;

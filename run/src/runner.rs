@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Command};
+use nnlens_core::RunManifest;
 use serde_json::Value;
 
 use crate::args::RunContext;
@@ -44,6 +45,27 @@ pub trait Runner: Sync {
     /// A document this family did not write, or a file that cannot be drawn.
     fn write_files(&self, doc: &Value, out: &mut OutDir) -> Result<()>;
 
+    /// Merges the states of a split run's shards (`states`, read from their state files,
+    /// checked to belong together, in shard order) and finishes the run as the unsharded run
+    /// would: the same result printed, and the same files written to `out`. `manifest` is the
+    /// run's (the shards' own, without the shard).
+    ///
+    /// # Errors
+    /// A state this family did not write, states that do not merge, a family without shards.
+    fn merge(
+        &self,
+        metric: &str,
+        _manifest: RunManifest,
+        _states: Vec<Value>,
+        _ctx: &RunContext,
+        _out: &Path,
+    ) -> Result<()> {
+        bail!(
+            "'{metric}' runs cannot be split into shards: the {} family cannot merge them",
+            self.family()
+        )
+    }
+
     /// Top-level commands of the family besides `nnlens run` (default none).
     fn commands(&self) -> Vec<Command> {
         Vec::new()
@@ -57,6 +79,18 @@ pub trait Runner: Sync {
         bail!("the {} family has no command '{name}'", self.family())
     }
 }
+
+/// How a command outside `nnlens run` (the binary's `evaluate`) merges its shards for
+/// `nnlens merge`: `merge(manifest, states, ctx, out)`, as [`Runner::merge`]. Register with
+/// `inventory::submit!`.
+pub struct CommandMerger {
+    /// The manifest's `command`.
+    pub command: &'static str,
+    /// Merges the states (in shard order) and writes the whole run's result to `out`.
+    pub merge: fn(RunManifest, Vec<Value>, &RunContext, &Path) -> Result<()>,
+}
+
+inventory::collect!(CommandMerger);
 
 /// A registered [`Runner`].
 pub struct RunnerEntry(pub &'static dyn Runner);
@@ -119,7 +153,29 @@ pub fn add_commands(app: Command) -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Where to write the plots (default: the same directory)"),
         );
-    let mut app = app.subcommand(run).subcommand(plot);
+    let merge = Command::new("merge")
+        .about(
+            "Merge the shards of a split run (`--shard K/N`) into the result the whole run writes",
+        )
+        .arg(
+            clap::Arg::new("out")
+                .required(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Where to write the merged result (result.json, CSV, plots)"),
+        )
+        .arg(
+            clap::Arg::new("shards")
+                .required(true)
+                .num_args(1..)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("The shards' --out directories, each holding a state.json"),
+        );
+    let mut app = app
+        .subcommand(run)
+        .subcommand(plot)
+        .subcommand(merge)
+        .subcommand(crate::slurm::submit_command())
+        .subcommand(crate::slurm::status_command());
     for runner in runners() {
         for command in runner.commands() {
             app = app.subcommand(command);
@@ -150,6 +206,21 @@ pub fn dispatch(matches: &ArgMatches, ctx: &RunContext) -> Result<bool> {
             runner.run(metric, args, ctx)?;
             Ok(true)
         }
+        "merge" => {
+            let out = sub.get_one::<PathBuf>("out").context("nnlens merge needs OUT")?;
+            let dirs: Vec<PathBuf> =
+                sub.get_many::<PathBuf>("shards").into_iter().flatten().cloned().collect();
+            merge(out, &dirs, ctx)?;
+            Ok(true)
+        }
+        "submit" => {
+            crate::slurm::submit(sub, ctx)?;
+            Ok(true)
+        }
+        "status" => {
+            crate::slurm::status(sub, ctx)?;
+            Ok(true)
+        }
         "plot" => {
             let dir = sub.get_one::<PathBuf>("dir").context("nnlens plot needs a directory")?;
             plot(dir, sub.get_one::<PathBuf>("out").map(PathBuf::as_path))?;
@@ -165,6 +236,36 @@ pub fn dispatch(matches: &ArgMatches, ctx: &RunContext) -> Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// `nnlens merge OUT SHARD_DIR...`: reads and checks the shards' states, and has the runner of
+/// their metric's family merge them into `out`.
+///
+/// # Errors
+/// What [`crate::shard::read_shards`] finds wrong, a metric no runner runs, the merge's errors.
+pub fn merge(out: &Path, dirs: &[PathBuf], ctx: &RunContext) -> Result<()> {
+    let t = std::time::Instant::now();
+    let shards = crate::shard::read_shards(dirs)?;
+    let mut manifest = crate::shard::merged_manifest(&shards);
+    let metric = manifest.metric.clone().unwrap_or_default();
+    if manifest.command == "run" && metric.is_empty() {
+        bail!("{}: the shards' manifest names no metric", shards[0].dir.display());
+    }
+    let states: Vec<Value> = shards.into_iter().map(|s| s.state).collect();
+    manifest.timings_s.insert("merge".into(), t.elapsed().as_secs_f64());
+    if manifest.command != "run" {
+        let command = manifest.command.clone();
+        let merger = inventory::iter::<CommandMerger>
+            .into_iter()
+            .find(|m| m.command == command)
+            .with_context(|| format!("shards of `nnlens {command}` cannot be merged"))?;
+        return (merger.merge)(manifest, states, ctx, out);
+    }
+    let family = nnlens_core::metric(&metric)?.family;
+    let runner = runner_of(family).with_context(|| {
+        format!("metric '{metric}': no runner of its family '{family}' is linked")
+    })?;
+    runner.merge(&metric, manifest, states, ctx, out)
 }
 
 /// The metric a saved manifest names: the `metric` key (schema 1), else where earlier

@@ -14,7 +14,8 @@ use nnlens_run::args::parse_params;
 use nnlens_run::charts::both;
 use nnlens_run::inputs::{load_data, load_model};
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
+use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use nnlens_transforms::{
     Fill, ImageTransformationsDataSet, Interpolation, Resample, TransformationSet,
 };
@@ -22,7 +23,7 @@ use serde_json::json;
 
 use crate::{
     ActivationTransformations, Analyzer, AnalyzerRow, ArraySource, Convention, MeasureResult,
-    MeasureSpec, ModelSource, Roll, compute,
+    MeasureSpec, MeasureState, ModelSource, Roll,
 };
 
 /// The family's name in the registries.
@@ -87,9 +88,13 @@ pub struct MeasureArgs {
     /// bonferroni=false, keep_shape=true, normalize=true, sign=-1.
     #[arg(short = 'p', long = "param")]
     pub params: Vec<String>,
-    /// Directory for result.json, CSV files and plots.
+    /// Directory for result.json, CSV files and plots (with --shard: for the shard's
+    /// state.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A shard of the run: samples are split into contiguous parts.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// The flags of `nnlens analyze`.
@@ -140,6 +145,30 @@ impl Runner for InvarianceRunner {
     fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
         let args = MeasureArgs::from_arg_matches(args)?;
         run(ctx, metric, &args)
+    }
+
+    fn merge(
+        &self,
+        _metric: &str,
+        mut manifest: RunManifest,
+        states: Vec<serde_json::Value>,
+        ctx: &RunContext,
+        out: &Path,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let mut merged: Option<MeasureState> = None;
+        for (k, state) in states.into_iter().enumerate() {
+            let state: MeasureState = serde_json::from_value(state)
+                .with_context(|| format!("shard {k}: not an invariance measure's state"))?;
+            match merged.as_mut() {
+                None => merged = Some(state),
+                Some(m) => m.merge(&state).with_context(|| format!("merging shard {k}"))?,
+            }
+        }
+        let state = merged.context("no shards to merge")?;
+        let result = state.finish()?;
+        *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        finish_run(ctx, manifest, &result, Some(out))
     }
 
     fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
@@ -268,22 +297,55 @@ impl ActivationTransformations for SetOnActivations {
 /// `nnlens run <measure>`.
 fn run(ctx: &RunContext, metric: &str, args: &MeasureArgs) -> Result<()> {
     let spec = measure_spec(metric, &args.params)?;
+    let shard = args.shard.resolve()?;
+    if let Some(shard) = shard {
+        shard_out(args.out.as_deref(), shard)?;
+        if spec.kind.needs().firing {
+            bail!(
+                "{} takes its thresholds from the moments of every sample before it counts:                  its runs cannot be split into shards",
+                spec.kind.name()
+            );
+        }
+    }
     let t0 = Instant::now();
     let mut manifest = RunManifest::new("run", ctx.seed);
-    let result = match &args.activations {
-        Some(path) => run_on_activations(args, &spec, path, &mut manifest)?,
-        None => run_on_model(ctx, args, &spec, &mut manifest)?,
+    let state = match &args.activations {
+        Some(path) => run_on_activations(args, &spec, path, &mut manifest, shard)?,
+        None => run_on_model(ctx, args, &spec, &mut manifest, shard)?,
     };
     manifest.metric = Some(metric.to_string());
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        manifest.shard = Some(shard);
+        manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+        return write_state(out, &manifest, &serde_json::to_value(&state)?, ctx.quiet);
+    }
+    let result = state.finish()?;
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+    finish_run(ctx, manifest, &result, args.out.as_deref())
+}
+
+/// The end of a run, whole or merged from shards: the layers measured into the manifest, the
+/// files written, the result printed.
+fn finish_run(
+    ctx: &RunContext,
+    mut manifest: RunManifest,
+    result: &MeasureResult,
+    out: Option<&Path>,
+) -> Result<()> {
+    if let Some(parameters) = manifest.parameters.as_object_mut()
+        && parameters.contains_key("transformations")
+    {
+        let layers: Vec<String> = result.layers.iter().map(|l| l.name.clone()).collect();
+        parameters.insert("layers".into(), json!(layers));
+    }
     let doc = json!({ "manifest": manifest, "result": result });
-    if let Some(out) = &args.out {
-        write_result_files(out, &doc, &result)?;
+    if let Some(out) = out {
+        write_result_files(out, &doc, result)?;
     }
     match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            print_result(&result);
+            print_result(result);
             Ok(())
         }
     }
@@ -294,7 +356,8 @@ fn run_on_activations(
     spec: &MeasureSpec,
     path: &Path,
     manifest: &mut RunManifest,
-) -> Result<MeasureResult> {
+    shard: Option<nnlens_core::ShardRef>,
+) -> Result<MeasureState> {
     if args.model.model.is_some() || args.transformations.is_some() {
         bail!(
             "--activations runs on activations computed elsewhere: it takes no --model or \
@@ -302,7 +365,14 @@ fn run_on_activations(
         );
     }
     let t = Instant::now();
-    let values = read_npy_f64(path)?;
+    let mut values = read_npy_f64(path)?;
+    if let Some(shard) = shard {
+        if values.ndim() < 2 {
+            bail!("activations {}: expected [sample, transformation, ...]", path.display());
+        }
+        let rows = shard.range(values.shape()[0]);
+        values = values.slice_axis(ndarray::Axis(0), ndarray::Slice::from(rows)).to_owned();
+    }
     let name = args.layer_name.clone().unwrap_or_else(|| {
         path.file_stem().map_or("activations".into(), |s| s.to_string_lossy().into_owned())
     });
@@ -329,9 +399,9 @@ fn run_on_activations(
         "inverse": args.inverse,
     });
     let t = Instant::now();
-    let result = compute(spec, &mut source)?;
+    let state = MeasureState::accumulate(spec, &mut source)?;
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
-    Ok(result)
+    Ok(state)
 }
 
 fn source_description(source: &dyn crate::StSource) -> serde_json::Value {
@@ -343,7 +413,8 @@ fn run_on_model(
     args: &MeasureArgs,
     spec: &MeasureSpec,
     manifest: &mut RunManifest,
-) -> Result<MeasureResult> {
+    shard: Option<nnlens_core::ShardRef>,
+) -> Result<MeasureState> {
     let t = Instant::now();
     let Some(transformations) = &args.transformations else {
         bail!(
@@ -363,20 +434,40 @@ fn run_on_model(
     let set = TransformationSet::parse(transformations)?;
     let resample = resample(args.interpolation, &args.fill)?;
     let set_description = json!({ "spec": set.spec, "count": set.len(), "resample": resample });
-    let mut dataset = ImageTransformationsDataSet::new(data.data.clone(), set, resample)?;
+    // A shard measures its contiguous part of the samples the whole run would, in whole
+    // blocks of the whole run (a backend's results may depend on an input's place in its
+    // batch).
+    let samples = match shard {
+        Some(shard) => {
+            let block = samples_per_block(spec, args.batch_size, set.len());
+            let rows: Vec<usize> = shard.range_aligned(data.data.len(), block).collect();
+            if rows.is_empty() {
+                bail!(
+                    "shard {shard} has no samples: {} samples make {} blocks of {block} \
+                     (--batch-size / transformations), fewer than {} shards",
+                    data.data.len(),
+                    data.data.len().div_ceil(block),
+                    shard.count
+                );
+            }
+            data.data.subset(&rows)?
+        }
+        None => data.data.clone(),
+    };
+    let mut dataset = ImageTransformationsDataSet::new(samples.clone(), set, resample)?;
     manifest.timings_s.insert("load".into(), t.elapsed().as_secs_f64());
     let layers: Vec<&str> = args.layers.iter().map(String::as_str).collect();
-    let cells = data.data.len() * dataset.number_of_transformations() * spec.kind.passes();
+    let cells = samples.len() * dataset.number_of_transformations() * spec.kind.passes();
     let bar = progress(cells as u64, spec.kind.name(), ctx.quiet);
     let t = Instant::now();
-    let result = {
+    let state = {
         let mut source = ModelSource::new(model.model.as_ref(), &mut dataset)
             .with_batch_size(args.batch_size)
             .with_progress(|n| bar.inc(n as u64));
         if !layers.is_empty() {
             source = source.with_layers(&layers)?;
         }
-        compute(spec, &mut source)?
+        MeasureState::accumulate(spec, &mut source)?
     };
     bar.finish_and_clear();
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
@@ -385,11 +476,29 @@ fn run_on_model(
     manifest.parameters = json!({
         "measure_parameters": spec.relevant_parameters(),
         "transformations": set_description,
-        "layers": result.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
         "batch_size": args.batch_size,
         "pixel_scale": args.data.pixel_scale.as_str(),
     });
-    Ok(result)
+    Ok(state)
+}
+
+/// The samples of a block of the measure's passes over a model ([`ModelSource`]): rows of
+/// `batch_size / transformations` samples (one when a row does not fit in a batch), and blocks
+/// of `batch_size` samples in the transformations-first pass of the sample distances. A shard
+/// that starts at a multiple of it runs the whole run's blocks.
+fn samples_per_block(spec: &MeasureSpec, batch_size: usize, transformations: usize) -> usize {
+    let rows = (batch_size / transformations.max(1)).max(1);
+    if spec.kind.needs().sample_distance {
+        let gcd = |mut a: usize, mut b: usize| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        rows / gcd(rows, batch_size) * batch_size
+    } else {
+        rows
+    }
 }
 
 fn number(v: f64) -> String {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use ndarray::{Array2, Array3, Axis, Ix2, Ix3};
+use nnlens_core::RunManifest;
 use nnlens_core::{DataSet as _, Model};
 use nnlens_datasets::ImageDataSet;
 use nnlens_datasets::npy::read_npy_f64;
@@ -15,13 +16,15 @@ use nnlens_run::inputs::{
     LoadedData, class_label, class_names, load_data, load_model, random_rows, rows_of,
 };
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
+use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde_json::json;
 
 use crate::{
     Execution, FeatureRange, GridSampler, Histogram, Instances, KnnIndex, KnnSampler,
     LayerLinearity, LayerSpec, LinearityResult, LinearitySpec, LinearityState, Method, ModelType,
-    OffsetSampler, Perturbations, Summary, flatten_rows, is_probability_vector, measure,
+    OffsetSampler, Perturbations, Summary, flatten_rows, instances_per_batch,
+    is_probability_vector, measure,
 };
 
 /// The family's name in the registries.
@@ -101,6 +104,9 @@ pub struct LinearityArgs {
     /// Bins of the histograms in the result and the plots.
     #[arg(long, default_value_t = 20)]
     pub bins: usize,
+    /// A shard of the run: the instances are split into contiguous parts.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// The linearity family's runner.
@@ -121,6 +127,40 @@ impl Runner for LinearityRunner {
         run(ctx, metric, &LinearityArgs::from_arg_matches(args)?)
     }
 
+    fn merge(
+        &self,
+        metric: &str,
+        mut manifest: RunManifest,
+        states: Vec<serde_json::Value>,
+        ctx: &RunContext,
+        out: &Path,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let mut merged: Option<ShardResult> = None;
+        for (k, state) in states.into_iter().enumerate() {
+            let part: ShardResult = serde_json::from_value(state)
+                .with_context(|| format!("shard {k}: not a linearity state"))?;
+            match merged.as_mut() {
+                None => merged = Some(part),
+                Some(m) => {
+                    if (&m.output_layer, &m.class_names) != (&part.output_layer, &part.class_names)
+                    {
+                        bail!("shard {k}: another output layer or other class names");
+                    }
+                    m.state.merge(part.state).with_context(|| format!("merging shard {k}"))?;
+                }
+            }
+        }
+        let merged = merged.context("no shards to merge")?;
+        let bins = manifest.parameters["bins"]
+            .as_u64()
+            .context("the shards' manifest has no histogram bins")? as usize;
+        let summary = merged.state.summarise(bins)?;
+        *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        let done = Done { metric, output: &merged.output_layer, classes: &merged.class_names };
+        finish_run(ctx, manifest, &done, &merged.state, &summary, Some(out))
+    }
+
     fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
         let result = &doc["result"];
         let summary: LinearityResult =
@@ -134,6 +174,10 @@ impl Runner for LinearityRunner {
 
 /// `nnlens run linearity`.
 fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
+    let shard = lin.shard.resolve()?;
+    if let Some(shard) = shard {
+        shard_out(lin.out.as_deref(), shard)?;
+    }
     let t0 = Instant::now();
     let loaded = load_model(&lin.model)?;
     let model = loaded.model.as_ref();
@@ -150,59 +194,118 @@ fn run(ctx: &RunContext, metric: &str, lin: &LinearityArgs) -> Result<()> {
     let labels: Vec<usize> = rows.iter().map(|&r| all_labels[r]).collect();
     let range = feature_range(lin, &pool)?;
     let spec = linearity_spec(lin)?;
-    let sampler = sampler(ctx, lin, &spec, &range, rows.len())?;
+    // A shard's part of the instances: whole batches of the whole run, so that the model sees
+    // the same batches (a backend's results may depend on a row's place in its batch).
+    let execution = Execution { batch_size: lin.batch_size.max(1) };
+    let per_batch = instances_per_batch(spec.agg, spec.nb_samples, execution);
+    let part = shard.map_or(0..rows.len(), |s| s.range_aligned(rows.len(), per_batch));
+    if let Some(shard) = shard
+        && part.is_empty()
+    {
+        bail!(
+            "shard {shard} has no instances: {} instances make {} batches of {per_batch}, \
+             fewer than {} shards",
+            rows.len(),
+            rows.len().div_ceil(per_batch),
+            shard.count
+        );
+    }
+    let sampler = sampler(ctx, lin, &spec, &range, rows.len(), part.clone())?;
     let layers = layer_specs(model, &lin.layers, &spec, inputs.view(), data.data.data_shape())?;
     manifest.timings_s.insert("load".into(), t.elapsed().as_secs_f64());
+    // The sampler of the whole run (a shard's replays its rows of the offsets).
+    let mut sampler_description = sampler.describe();
+    if let Some(count) = sampler_description.get_mut("instances") {
+        *count = json!(rows.len());
+    }
     manifest.parameters = json!({
         "linearity": spec,
-        "sampler": sampler.describe(),
+        "sampler": sampler_description,
         "layers": layers,
         "instances": selection,
         "feature_range": lin.feature_range,
         "batch_size": lin.batch_size,
+        "bins": lin.bins,
         "threads": rayon::current_num_threads(),
     });
     drop(pool);
 
     let t = Instant::now();
-    let bar = progress(rows.len() as u64, "linearity", ctx.quiet);
+    // A shard measures its contiguous part of the instances the whole run would, with the
+    // same draws (seeded by dataset row, or its rows of --offsets) and layer types (from the
+    // whole run's first inputs).
+    let bar = progress(part.len() as u64, "linearity", ctx.quiet);
+    let part_inputs = inputs.slice_axis(Axis(0), ndarray::Slice::from(part.clone()));
     let instances = Instances {
-        inputs: inputs.view(),
+        inputs: part_inputs,
         data_shape: data.data.data_shape(),
-        indices: &rows,
-        labels: Some(&labels),
+        indices: &rows[part.clone()],
+        labels: Some(&labels[part.clone()]),
     };
-    let execution = Execution { batch_size: lin.batch_size.max(1) };
     let state = measure(model, &spec, instances, sampler.as_ref(), &layers, execution, &|n| {
         bar.inc(n as u64)
     })?;
     bar.finish_and_clear();
     manifest.timings_s.insert("measure".into(), t.elapsed().as_secs_f64());
-    let summary = state.summarise(lin.bins)?;
-    manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
     let classes = class_names(&data.data, data.data.classes());
     let output = model.structure().output_layer().name.clone();
+    if let (Some(shard), Some(out)) = (shard, &lin.out) {
+        manifest.shard = Some(shard);
+        manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+        let part = ShardResult { output_layer: output, class_names: classes, state };
+        return write_state(out, &manifest, &serde_json::to_value(&part)?, ctx.quiet);
+    }
+    let summary = state.summarise(lin.bins)?;
+    manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+    let done = Done { metric, output: &output, classes: &classes };
+    finish_run(ctx, manifest, &done, &state, &summary, lin.out.as_deref())
+}
+
+/// A shard's state: the instances it measured, and what the result names.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardResult {
+    output_layer: String,
+    class_names: Vec<String>,
+    state: LinearityState,
+}
+
+/// What a finished run names beside its state.
+struct Done<'a> {
+    metric: &'a str,
+    output: &'a str,
+    classes: &'a [String],
+}
+
+/// The end of a run, whole or merged from shards: the files written, the result printed.
+fn finish_run(
+    ctx: &RunContext,
+    manifest: RunManifest,
+    done: &Done<'_>,
+    state: &LinearityState,
+    summary: &LinearityResult,
+    out: Option<&Path>,
+) -> Result<()> {
     let doc = json!({
         "manifest": manifest,
         "result": {
-            "metric": metric,
-            "output_layer": output,
-            "class_names": classes,
+            "metric": done.metric,
+            "output_layer": done.output,
+            "class_names": done.classes,
             "summary": summary,
             "state": state,
         },
     });
-    if let Some(out) = &lin.out {
+    if let Some(out) = out {
         let mut dir = OutDir::create(out)?;
         dir.manifest(MANIFEST, &doc)?;
-        write_csv(&mut dir, &state, &summary, &classes)?;
-        linearity_charts(&mut dir, &summary, &output, &classes)?;
+        write_csv(&mut dir, state, summary, done.classes)?;
+        linearity_charts(&mut dir, summary, done.output, done.classes)?;
         dir.commit()?;
     }
     match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
-            print_summary(&summary, &output, &classes);
+            print_summary(summary, done.output, done.classes);
             Ok(())
         }
     }
@@ -299,6 +402,7 @@ fn sampler(
     spec: &LinearitySpec,
     range: &FeatureRange,
     instances: usize,
+    part: std::ops::Range<usize>,
 ) -> Result<Box<dyn Perturbations>> {
     Ok(match spec.method {
         Method::Grid => {
@@ -310,15 +414,16 @@ fn sampler(
             let a: Array3<f64> = a.into_dimensionality::<Ix3>().with_context(|| {
                 format!("--offsets {}: expected [instances, nb_samples, features]", path.display())
             })?;
-            let s = OffsetSampler::new(a, range, spec.res)
-                .with_context(|| format!("--offsets {}", path.display()))?;
-            if s.instances() != instances {
+            if a.shape()[0] != instances {
                 bail!(
                     "--offsets {}: offsets for {} instances, {instances} selected",
                     path.display(),
-                    s.instances()
+                    a.shape()[0]
                 );
             }
+            let a = a.slice_axis(Axis(0), ndarray::Slice::from(part)).to_owned();
+            let s = OffsetSampler::new(a, range, spec.res)
+                .with_context(|| format!("--offsets {}", path.display()))?;
             Box::new(s)
         }
         Method::Knn => {

@@ -32,8 +32,8 @@ mod result;
 pub use error::{LinearityError, Result};
 pub use layer::{LOG_EPSILON, LayerSpec, ModelType};
 pub use measure::{
-    Aggregation, Execution, Instances, LinearitySpec, Method, flatten_rows, is_probability_vector,
-    measure,
+    Aggregation, Execution, Instances, LinearitySpec, Method, flatten_rows, instances_per_batch,
+    is_probability_vector, measure,
 };
 pub use perturb::{GridSampler, InstanceId, KnnIndex, KnnSampler, OffsetSampler, Perturbations};
 pub use range::FeatureRange;

@@ -244,6 +244,17 @@ impl Default for Execution {
     }
 }
 
+/// Instances per model call of [`measure`] with `nb_samples` samples each: every batch of
+/// instances but the last has this many, from the first instance on. A run split into parts
+/// that start at multiples of it runs exactly the whole run's batches.
+pub fn instances_per_batch(agg: Aggregation, nb_samples: usize, execution: Execution) -> usize {
+    let per_instance = match agg {
+        Aggregation::Global => nb_samples + 1,
+        Aggregation::Pairwise => 2 * nb_samples + 1,
+    };
+    (execution.batch_size / per_instance).max(1)
+}
+
 /// Measures the linearity of `layers` of `model` around every instance, every layer from the
 /// same forwards, batches running in parallel. `progress` is called with the number of
 /// instances finished after each batch.
@@ -290,11 +301,7 @@ pub fn measure(
     }
     let ns = perturbations.nb_samples();
     let alphas = spec.alphas_for(ns)?;
-    let per_instance = match spec.agg {
-        Aggregation::Global => ns + 1,
-        Aggregation::Pairwise => 2 * ns + 1,
-    };
-    let chunk = (execution.batch_size / per_instance).max(1);
+    let chunk = instances_per_batch(spec.agg, ns, execution);
     let job = Job { model, spec, instances, perturbations, layers, alphas, ns, features };
     // The results are allocated before the chunks run, each chunk writing its rows of every
     // layer: nothing a chunk allocates outlives it. (Small results allocated by the chunks
