@@ -39,11 +39,11 @@ up() {
   down
   # munge: its key, its run directory, the daemon as the munge user.
   [ -f /etc/munge/munge.key ] || mungekey --create >/dev/null
+  # (munged runs as munge, who may not enter DIR: a build folder under root's home, say.)
   install -d -o munge -g munge -m 0755 /run/munge
-  install -d -o munge -g munge -m 0700 "$dir/munge"
-  runuser -u munge -- /usr/sbin/munged --force --pid-file="$dir/munge/munged.pid" \
+  runuser -u munge -- /usr/sbin/munged --force --pid-file=/run/munge/munged.pid \
     --socket=/run/munge/munge.socket.2
-  cp "$dir/munge/munged.pid" "$dir/munged.pid" 2>/dev/null || true
+  cp /run/munge/munged.pid "$dir/munged.pid" 2>/dev/null || true
   munge -n | unmunge >/dev/null
 
   local host node
