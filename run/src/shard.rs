@@ -306,6 +306,28 @@ pub fn check_shards(states: Vec<ShardState>) -> Result<Vec<ShardState>> {
     Ok(by_index.into_values().collect())
 }
 
+/// The shards' states (in shard order) read as `T` (`what` names it in errors) and folded into
+/// the first with `merge(into, next)`.
+///
+/// # Errors
+/// No states, a state that is not a `T`, what `merge` returns (with the shard's number).
+pub fn fold_states<T: serde::de::DeserializeOwned>(
+    states: Vec<Value>,
+    what: &str,
+    mut merge: impl FnMut(&mut T, T) -> Result<()>,
+) -> Result<T> {
+    let mut merged: Option<T> = None;
+    for (k, state) in states.into_iter().enumerate() {
+        let part: T =
+            serde_json::from_value(state).with_context(|| format!("shard {k}: not {what}"))?;
+        match merged.as_mut() {
+            None => merged = Some(part),
+            Some(m) => merge(m, part).with_context(|| format!("merging shard {k}"))?,
+        }
+    }
+    merged.context("no shards to merge")
+}
+
 /// The manifest of the merged run: the shards' own, without the shard, its timings the sums
 /// of the shards' (`merge` added by the caller).
 pub fn merged_manifest(shards: &[ShardState]) -> RunManifest {

@@ -14,7 +14,7 @@ use nnlens_run::args::parse_params;
 use nnlens_run::charts::both;
 use nnlens_run::inputs::{load_data, load_model};
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::shard::{fold_states, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use nnlens_transforms::{
     Fill, ImageTransformationsDataSet, Interpolation, Resample, TransformationSet,
@@ -156,16 +156,10 @@ impl Runner for InvarianceRunner {
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
-        let mut merged: Option<MeasureState> = None;
-        for (k, state) in states.into_iter().enumerate() {
-            let state: MeasureState = serde_json::from_value(state)
-                .with_context(|| format!("shard {k}: not an invariance measure's state"))?;
-            match merged.as_mut() {
-                None => merged = Some(state),
-                Some(m) => m.merge(&state).with_context(|| format!("merging shard {k}"))?,
-            }
-        }
-        let state = merged.context("no shards to merge")?;
+        let state =
+            fold_states(states, "an invariance measure's state", |m: &mut MeasureState, s| {
+                Ok(m.merge(&s)?)
+            })?;
         let result = state.finish()?;
         *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
         finish_run(ctx, manifest, &result, Some(out))

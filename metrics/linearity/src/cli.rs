@@ -16,7 +16,7 @@ use nnlens_run::inputs::{
     LoadedData, class_label, class_names, load_data, load_model, random_rows, rows_of,
 };
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::shard::{fold_states, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde_json::json;
 
@@ -136,22 +136,12 @@ impl Runner for LinearityRunner {
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
-        let mut merged: Option<ShardResult> = None;
-        for (k, state) in states.into_iter().enumerate() {
-            let part: ShardResult = serde_json::from_value(state)
-                .with_context(|| format!("shard {k}: not a linearity state"))?;
-            match merged.as_mut() {
-                None => merged = Some(part),
-                Some(m) => {
-                    if (&m.output_layer, &m.class_names) != (&part.output_layer, &part.class_names)
-                    {
-                        bail!("shard {k}: another output layer or other class names");
-                    }
-                    m.state.merge(part.state).with_context(|| format!("merging shard {k}"))?;
-                }
+        let merged = fold_states(states, "a linearity state", |m: &mut ShardResult, part| {
+            if (&m.output_layer, &m.class_names) != (&part.output_layer, &part.class_names) {
+                bail!("another output layer or other class names");
             }
-        }
-        let merged = merged.context("no shards to merge")?;
+            Ok(m.state.merge(part.state)?)
+        })?;
         let bins = manifest.parameters["bins"]
             .as_u64()
             .context("the shards' manifest has no histogram bins")? as usize;
