@@ -211,11 +211,8 @@ fn comparable(manifest: &RunManifest) -> Result<Value> {
     let mut v = serde_json::to_value(manifest)?;
     for pointer in PER_SHARD {
         let (parent, key) = pointer.rsplit_once('/').expect("pointers start with /");
+        // (The empty pointer is the whole manifest.)
         if let Some(Value::Object(map)) = v.pointer_mut(parent) {
-            map.remove(key);
-        } else if parent.is_empty()
-            && let Value::Object(map) = &mut v
-        {
             map.remove(key);
         }
     }
