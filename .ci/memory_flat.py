@@ -22,8 +22,14 @@ def npy(path, descr, shape, data):
 
 
 def peak_mib(args):
-    """Peak RSS of one run of nnlens, measured in a fresh Python child (ru_maxrss of its
-    only child)."""
+    """Peak RSS of nnlens, the median of three runs, each measured in a fresh Python child
+    (ru_maxrss of its only child): one run's peak varies by a few MiB with the timing of its
+    threads (measured 42-47 MiB for the same evaluate), as much as the listing of 18,000 more
+    files adds."""
+    return sorted(peak_once(args) for _ in range(3))[1]
+
+
+def peak_once(args):
     code = (
         "import resource, subprocess, sys; "
         "r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE); "

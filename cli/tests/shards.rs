@@ -9,9 +9,14 @@ use std::path::{Path, PathBuf};
 use common::{fails, nnlens, stdout};
 use serde_json::Value;
 
+/// A result directory's result, without its timings (similarity's fit reports its seconds).
 fn result_of(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("result.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["result"].take()
+    let mut result = serde_json::from_str::<Value>(&text).unwrap()["result"].take();
+    if let Some(fit) = result.get_mut("fit").and_then(Value::as_object_mut) {
+        assert!(fit.remove("seconds").is_some_and(|s| s.is_number()));
+    }
+    result
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -217,5 +222,66 @@ fn layer_linearity_with_replayed_offsets_merged_from_shards_is_the_whole_run() {
 fn evaluate_merged_from_shards_is_the_whole_run() {
     let tmp = tempfile::tempdir().unwrap();
     let args = ["evaluate", "--samples", "100", "--batch-size", "8"];
+    merged_equals_whole(tmp.path(), &args, 0.0);
+}
+
+#[test]
+fn similarity_merged_from_shards_is_the_whole_run() {
+    // 28 references in gradient batches of 4: 7 batches for up to 7 shards. Every row is a
+    // reference twice (in different shards), so every score has a tie, ranked by reference
+    // index.
+    let tmp = tempfile::tempdir().unwrap();
+    let refs: Vec<String> = (0..28).map(|j| (j % 14).to_string()).collect();
+    let refs = refs.join(",");
+    let args = [
+        "run",
+        "similarity",
+        "--indices",
+        "3,8,21",
+        "--reference-indices",
+        &refs,
+        "--gradient-batch",
+        "4",
+        "--top-k",
+        "3",
+        "--sim-fn",
+        "grad_cos",
+    ];
+    let dirs = merged_equals_whole(tmp.path(), &args, 0.0);
+    let merged: Value = result_of(&dirs[0].parent().unwrap().join("merged"));
+    for order in merged["explanation"]["ordered_indices"].as_array().unwrap() {
+        let order: Vec<u64> =
+            order.as_array().unwrap().iter().map(|j| j.as_u64().unwrap()).collect();
+        assert_eq!(order.len(), 28);
+        // Each row's two references side by side, the lower index first.
+        for pair in order.chunks(2) {
+            assert_eq!(pair[0] % 14, pair[1] % 14, "{order:?}");
+            assert!(pair[0] < pair[1], "{order:?}");
+        }
+    }
+    // Shards of another run are refused.
+    let other = tmp.path().join("other");
+    let mut all = args.to_vec();
+    all[11] = "grad_dot";
+    all.extend(["--shard", "1/3", "--out", other.to_str().unwrap()]);
+    stdout(&all);
+    let out = tmp.path().join("bad");
+    let d: Vec<&str> = dirs.iter().map(|d| d.to_str().unwrap()).collect();
+    let e = fails(&["merge", out.to_str().unwrap(), d[0], other.to_str().unwrap(), d[2]]);
+    assert!(e.contains("parameters.similarity.sim_fn differs"), "{e}");
+}
+
+#[test]
+fn influence_merged_from_shards_is_the_whole_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["run", "influence", "--samples", "300", "--taus", "5"];
+    merged_equals_whole(tmp.path(), &args, 0.0);
+}
+
+#[test]
+fn performance_with_bands_merged_from_shards_is_the_whole_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args =
+        ["run", "performance", "--samples", "300", "--metric", "log-loss", "--bootstrap", "4"];
     merged_equals_whole(tmp.path(), &args, 0.0);
 }

@@ -137,7 +137,9 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan> {
         }
         paths.extend(found.into_iter().map(|p| (p, label)));
     }
-    let scanned: Vec<(FolderFile, String)> = paths
+    // Per file, what the index keeps (its relative path, label and size) and its digest in
+    // binary: memory per file stays small beside the decoder's (a listing of a large folder).
+    let scanned: Vec<(FolderFile, [u8; 32])> = paths
         .par_iter()
         .map(|(path, label)| {
             let bytes = std::fs::read(path).map_err(io_error(path))?;
@@ -149,15 +151,16 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan> {
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            let digest = hex::encode(Sha256::digest(&bytes));
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
             Ok((FolderFile { relative, label: *label, size, color }, digest))
         })
         .collect::<Result<_>>()?;
+    drop(paths);
     let mut hasher = Sha256::new();
     for (file, digest) in &scanned {
         hasher.update(file.relative.as_bytes());
         hasher.update(b"\t");
-        hasher.update(digest.as_bytes());
+        hasher.update(hex::encode(digest).as_bytes());
         hasher.update(b"\n");
     }
     Ok(FolderScan {
@@ -204,11 +207,46 @@ pub fn decode_file(path: &Path, channels: usize) -> Result<RawImage> {
     Ok(RawImage { height, width, channels, pixels: Pixels::U8(pixels) })
 }
 
+/// The relative paths of a folder's images in one string (a listing of many files is two
+/// allocations, not one per file, and leaves the allocator no small blocks to work around).
+#[derive(Debug, Default)]
+pub(crate) struct PathList {
+    text: String,
+    /// `ends[i]`: where path `i` ends in `text` (it starts where path `i - 1` ends).
+    ends: Vec<usize>,
+}
+
+impl PathList {
+    /// The list of `paths`, in order.
+    pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut list = PathList::default();
+        for path in paths {
+            list.text.push_str(path);
+            list.ends.push(list.text.len());
+        }
+        list.text.shrink_to_fit();
+        list.ends.shrink_to_fit();
+        list
+    }
+
+    /// The number of paths.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Path `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..end)
+    }
+}
+
 /// The images of a scanned folder, decoded when read.
 #[derive(Debug)]
 pub(crate) struct FolderStore {
     pub root: PathBuf,
-    pub files: Vec<String>,
+    pub files: PathList,
     pub channels: usize,
 }
 
@@ -231,5 +269,22 @@ impl ImageStore for FolderStore {
             Some(f) => self.root.join(f).display().to_string(),
             None => format!("image {index} of {}", self.root.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathList;
+
+    #[test]
+    fn a_path_list_gives_back_every_path_in_order() {
+        let paths = ["cat/001.png", "", "dög/ünïcode.jpg", "a/b/c/d.bmp"];
+        let list = PathList::new(paths);
+        assert_eq!(list.len(), 4);
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(list.get(i), Some(*p));
+        }
+        assert_eq!(list.get(4), None);
+        assert_eq!(PathList::new([]).get(0), None);
     }
 }

@@ -347,21 +347,20 @@ fn open_folder(
             odd.size.1
         )));
     }
-    let labels = scan.files.iter().map(|f| f.label).collect();
-    let store = FolderStore {
-        root: dir.into(),
-        files: scan.files.iter().map(|f| f.relative.clone()).collect(),
-        channels,
-    };
-    let name = format!("folder {}", dir.display());
-    let data = ImageDataSet::new(&name, Arc::new(store), Some(labels), scan.classes.clone(), p)?;
-    let mut r = reference(&dir.display().to_string(), Some(dir), split, Vec::new());
-    r.content_sha256 = Some(scan.content_sha256);
     let jpeg = |f: &crate::folder::FolderFile| {
         let lower = f.relative.to_ascii_lowercase();
         lower.ends_with(".jpg") || lower.ends_with(".jpeg")
     };
-    if scan.files.iter().any(jpeg) {
+    let any_jpeg = scan.files.iter().any(jpeg);
+    let labels = scan.files.iter().map(|f| f.label).collect();
+    let files = crate::folder::PathList::new(scan.files.iter().map(|f| f.relative.as_str()));
+    drop(scan.files);
+    let store = FolderStore { root: dir.into(), files, channels };
+    let name = format!("folder {}", dir.display());
+    let data = ImageDataSet::new(&name, Arc::new(store), Some(labels), scan.classes, p)?;
+    let mut r = reference(&dir.display().to_string(), Some(dir), split, Vec::new());
+    r.content_sha256 = Some(scan.content_sha256);
+    if any_jpeg {
         r.jpeg_decoder = Some(crate::turbojpeg::jpeg_decoder());
     }
     Ok((data, r))

@@ -368,6 +368,9 @@ pub fn load_data(args: &DataArgs, default_samples: Option<usize>) -> Result<Load
                 _ => format!("loading {}", args.dataset),
             }
         })?;
+        // Opening a folder lists, reads and hashes every file on the rayon workers: what
+        // that freed goes back to the system, as the workers' arenas would otherwise keep it.
+        crate::process::release_freed_memory();
         LoadedData { data: opened.data, reference: opened.reference }
     };
     let data = match args.samples {

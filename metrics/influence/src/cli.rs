@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
-use ndarray::{Array2, ArrayD};
+use ndarray::{Array2, ArrayD, s};
 use nnlens_core::{DataSet as _, RunManifest, conform_input, in_batches};
 use nnlens_plots::{
     BarChart, ColourScale, LineChart, Series, bar_chart, image_heatmaps, line_chart,
@@ -14,7 +14,8 @@ use nnlens_plots::{
 use nnlens_run::charts::both;
 use nnlens_run::inputs::{class_label, class_names, load_data, load_model};
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
+use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -71,6 +72,10 @@ pub struct InfluenceArgs {
     /// For `performance`: accuracy, log-loss or mse.
     #[arg(long = "metric", id = "score", default_value = "accuracy")]
     pub score: String,
+    /// A shard of the run: the features are split into contiguous parts (every shard reads
+    /// every row and runs the model on it).
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// The influence family's runner: `influence` and `performance`.
@@ -95,6 +100,27 @@ impl Runner for InfluenceRunner {
 
     fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
         run(ctx, metric, &InfluenceArgs::from_arg_matches(args)?)
+    }
+
+    fn merge(
+        &self,
+        metric: &str,
+        mut manifest: RunManifest,
+        states: Vec<serde_json::Value>,
+        ctx: &RunContext,
+        out: &Path,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let parts = states
+            .into_iter()
+            .enumerate()
+            .map(|(k, state)| {
+                serde_json::from_value(state).with_context(|| format!("shard {k}: not {metric}"))
+            })
+            .collect::<Result<Vec<Part>>>()?;
+        let merged = Part::concat(metric, parts)?;
+        *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        finish(ctx, metric, manifest, merged, Some(out))
     }
 
     fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
@@ -150,11 +176,15 @@ struct Inputs {
 
 /// `nnlens run influence|performance`.
 fn run(ctx: &RunContext, metric: &str, args: &InfluenceArgs) -> Result<()> {
+    let shard = args.shard.resolve()?;
+    if let Some(shard) = shard {
+        shard_out(args.out.as_deref(), shard)?;
+    }
     let t0 = Instant::now();
     let performance = metric == "performance";
     let mut manifest = RunManifest::new("run", ctx.seed);
     manifest.metric = Some(metric.to_string());
-    let inputs = read_inputs(args, &mut manifest)?;
+    let mut inputs = read_inputs(args, &mut manifest)?;
     manifest.timings_s.insert("load".into(), t0.elapsed().as_secs_f64());
     let parameters = parameters(ctx, args, inputs.names.image.is_some(), performance)?;
     manifest.parameters = json!({
@@ -163,48 +193,123 @@ fn run(ctx: &RunContext, metric: &str, args: &InfluenceArgs) -> Result<()> {
         "features": inputs.x.ncols(),
         "classes": inputs.y_pred.ncols(),
     });
+    // A shard re-weights its contiguous part of the features, with every row (each feature's
+    // projection needs all of them; the bootstrap masks are drawn over rows, the same in every
+    // shard).
+    let features = shard.map_or(0..inputs.x.ncols(), |s| s.range(inputs.x.ncols()));
+    if let Some(shard) = shard
+        && features.is_empty()
+    {
+        bail!(
+            "shard {shard} has no features: {} features, fewer than {} shards",
+            inputs.x.ncols(),
+            shard.count
+        );
+    }
+    let x = inputs.x.slice(s![.., features.clone()]);
+    inputs.names.features = inputs.names.features[features].to_vec();
     let t = Instant::now();
     let bar = progress(1, metric, ctx.quiet);
-    let mut dir = args.out.as_deref().map(OutDir::create).transpose()?;
-    let (doc_result, summary) = if performance {
+    let explanation = if performance {
         let metric = PerformanceMetric::from_json(&parameters)?;
         let truth = match (&inputs.labels, &inputs.values) {
             (Some(l), _) => Truth::Labels(l),
             (None, Some(v)) => Truth::Values(v.view()),
             (None, None) => bail!("performance needs the truth: a dataset's labels or --truth"),
         };
-        let result = metric.explainer().performance(
-            inputs.x.view(),
-            inputs.y_pred.view(),
-            &truth,
-            metric.score,
-        )?;
-        let summary = performance_summary(&result, &inputs);
-        if let Some(dir) = &mut dir {
-            performance_files(dir, &result, &inputs.names)?;
-        }
-        (serde_json::to_value(&result)?, summary)
+        let result =
+            metric.explainer().performance(x, inputs.y_pred.view(), &truth, metric.score)?;
+        serde_json::to_value(&result)?
     } else {
         let metric = InfluenceMetric::from_json(&parameters)?;
-        let result = metric.explainer().influence(inputs.x.view(), inputs.y_pred.view())?;
-        let summary = influence_summary(&result, &inputs);
-        if let Some(dir) = &mut dir {
-            influence_files(dir, &result, &inputs.names)?;
-        }
-        (serde_json::to_value(&result)?, summary)
+        serde_json::to_value(&metric.explainer().influence(x, inputs.y_pred.view())?)?
     };
     bar.finish_and_clear();
     manifest.timings_s.insert("explain".into(), t.elapsed().as_secs_f64());
+    let part = Part { names: inputs.names, rows: inputs.x.nrows(), explanation };
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        manifest.shard = Some(shard);
+        manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+        return write_state(out, &manifest, &serde_json::to_value(&part)?, ctx.quiet);
+    }
     manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+    finish(ctx, metric, manifest, part, args.out.as_deref())
+}
+
+/// The result for a contiguous part of the features (a shard's state, or the whole run's):
+/// their names and the result's JSON (an [`Influence`] or a [`Performance`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    names: Names,
+    rows: usize,
+    explanation: serde_json::Value,
+}
+
+impl Part {
+    /// The parts of a sharded run (in shard order) concatenated along the features.
+    fn concat(metric: &str, parts: Vec<Part>) -> Result<Part> {
+        let first = parts.first().context("no shards to merge")?.clone();
+        let mut features = Vec::new();
+        for (k, p) in parts.iter().enumerate() {
+            let same = (&p.names.classes, p.names.image, p.names.channels, p.rows)
+                == (&first.names.classes, first.names.image, first.names.channels, first.rows);
+            if !same {
+                bail!("shard {k}: other rows, prediction columns or image size than shard 0");
+            }
+            features.extend(p.names.features.iter().cloned());
+        }
+        fn each<T: serde::de::DeserializeOwned>(parts: &[Part], what: &str) -> Result<Vec<T>> {
+            parts
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    serde_json::from_value(p.explanation.clone())
+                        .with_context(|| format!("shard {k}: not {what}"))
+                })
+                .collect()
+        }
+        let explanation = if metric == "performance" {
+            let parts: Vec<Performance> = each(&parts, "a performance result")?;
+            serde_json::to_value(Performance::concat_features(&parts)?)?
+        } else {
+            let parts: Vec<Influence> = each(&parts, "an influence result")?;
+            serde_json::to_value(Influence::concat_features(&parts)?)?
+        };
+        Ok(Part { names: Names { features, ..first.names }, rows: first.rows, explanation })
+    }
+}
+
+/// The end of a run, whole or merged from shards: the files written, the result printed.
+fn finish(
+    ctx: &RunContext,
+    metric: &str,
+    manifest: RunManifest,
+    part: Part,
+    out: Option<&Path>,
+) -> Result<()> {
+    let mut dir = out.map(OutDir::create).transpose()?;
+    let summary = if metric == "performance" {
+        let result: Performance = serde_json::from_value(part.explanation.clone())?;
+        if let Some(dir) = &mut dir {
+            performance_files(dir, &result, &part.names)?;
+        }
+        performance_summary(&result, &part.names, part.rows)
+    } else {
+        let result: Influence = serde_json::from_value(part.explanation.clone())?;
+        if let Some(dir) = &mut dir {
+            influence_files(dir, &result, &part.names)?;
+        }
+        influence_summary(&result, &part.names, part.rows)
+    };
     let doc = json!({
         "manifest": manifest,
         "result": {
             "metric": metric,
-            "features": inputs.names.features,
-            "classes": inputs.names.classes,
-            "image": inputs.names.image,
-            "channels": inputs.names.channels,
-            "explanation": doc_result,
+            "features": part.names.features,
+            "classes": part.names.classes,
+            "image": part.names.image,
+            "channels": part.names.channels,
+            "explanation": part.explanation,
         },
     });
     if let Some(mut dir) = dir {
@@ -376,15 +481,14 @@ fn read_table(path: &Path) -> Result<(Array2<f64>, Vec<String>)> {
 }
 
 /// The features with the largest |influence(+1) - influence(-1)|, for the terminal.
-fn influence_summary(result: &Influence, inputs: &Inputs) -> (String, Vec<Vec<String>>) {
+fn influence_summary(result: &Influence, names: &Names, rows: usize) -> (String, Vec<Vec<String>>) {
     let taus = result.projection.taus.clone().unwrap_or_default();
     let (lo, hi) = (0, taus.len().saturating_sub(1));
     let issues = result.projection.issues.len();
     let head = format!(
-        "influence of {} features on {} classes ({} rows, taus {:?}); {issues} targets outside their feature's range",
-        inputs.x.ncols(),
-        inputs.y_pred.ncols(),
-        inputs.x.nrows(),
+        "influence of {} features on {} classes ({rows} rows, taus {:?}); {issues} targets outside their feature's range",
+        names.features.len(),
+        names.classes.len(),
         taus
     );
     let mut rows = Vec::new();
@@ -396,23 +500,22 @@ fn influence_summary(result: &Influence, inputs: &Inputs) -> (String, Vec<Vec<St
             .collect();
         cells.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
         for (v, f, c) in cells.into_iter().take(10) {
-            rows.push(vec![
-                inputs.names.features[f].clone(),
-                inputs.names.classes[c].clone(),
-                format!("{v:.6}"),
-            ]);
+            rows.push(vec![names.features[f].clone(), names.classes[c].clone(), format!("{v:.6}")]);
         }
     }
     (head, rows)
 }
 
-fn performance_summary(result: &Performance, inputs: &Inputs) -> (String, Vec<Vec<String>>) {
+fn performance_summary(
+    result: &Performance,
+    names: &Names,
+    rows: usize,
+) -> (String, Vec<Vec<String>>) {
     let taus = result.projection.taus.clone().unwrap_or_default();
     let head = format!(
-        "{:?} of the predictions re-weighted per feature ({} features, {} rows, taus {:?})",
+        "{:?} of the predictions re-weighted per feature ({} features, {rows} rows, taus {:?})",
         result.score,
-        inputs.x.ncols(),
-        inputs.x.nrows(),
+        names.features.len(),
         taus
     );
     let mut rows = Vec::new();
@@ -426,7 +529,7 @@ fn performance_summary(result: &Performance, inputs: &Inputs) -> (String, Vec<Ve
             .collect();
         cells.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
         for (v, f) in cells.into_iter().take(10) {
-            rows.push(vec![inputs.names.features[f].clone(), "-".into(), format!("{v:.6}")]);
+            rows.push(vec![names.features[f].clone(), "-".into(), format!("{v:.6}")]);
         }
     }
     (head, rows)

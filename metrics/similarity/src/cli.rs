@@ -1,7 +1,7 @@
 //! The similarity family's command line: `nnlens run similarity` (alibi's
 //! `GradientSimilarity`), its result files and plots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -15,11 +15,12 @@ use nnlens_run::inputs::{
     LoadedData, class_names, load_data, load_grad_model, random_rows, rows_of,
 };
 use nnlens_run::output::{print_json, print_table};
-use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner};
+use nnlens_run::shard::{fold_states, shard_out, write_state};
+use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{Explanation, FitReport, GradientSimilarity, SimFn, SimilaritySpec};
+use crate::{Explanation, FitReport, GradientSimilarity, Scores, SimFn, SimilaritySpec};
 
 /// The family's name in the registries.
 pub const FAMILY: &str = "similarity";
@@ -91,6 +92,10 @@ pub struct SimilarityArgs {
     /// Reference gradients computed at once (in parallel): memory of this many gradients.
     #[arg(long, default_value_t = 32)]
     pub gradient_batch: usize,
+    /// A shard of the run: the references are split into contiguous parts (whole gradient
+    /// batches); every shard explains every instance.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// The similarity family's runner.
@@ -115,6 +120,21 @@ impl Runner for SimilarityRunner {
 
     fn run(&self, metric: &str, args: &ArgMatches, ctx: &RunContext) -> Result<()> {
         run(ctx, metric, &SimilarityArgs::from_arg_matches(args)?)
+    }
+
+    fn merge(
+        &self,
+        metric: &str,
+        mut manifest: nnlens_core::RunManifest,
+        states: Vec<serde_json::Value>,
+        ctx: &RunContext,
+        out: &Path,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let merged =
+            fold_states(states, "a similarity state", |m: &mut ScoredPart, part| m.append(part))?;
+        *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        finish(ctx, metric, manifest, merged, Some(out))
     }
 
     fn write_files(&self, doc: &serde_json::Value, out: &mut OutDir) -> Result<()> {
@@ -208,6 +228,10 @@ fn class_means(scores: &[f64], classes: &[usize]) -> Vec<(usize, f64)> {
 
 /// `nnlens run similarity`.
 fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
+    let shard = sim.shard.resolve()?;
+    if let Some(shard) = shard {
+        shard_out(sim.out.as_deref(), shard)?;
+    }
     let t0 = Instant::now();
     let args = sim;
     let sim_fn: SimFn = sim.sim_fn.parse()?;
@@ -282,8 +306,24 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
             )
         }
     };
+    // A shard scores every instance against its contiguous part of the references, in whole
+    // gradient batches of the whole run (references are predicted in those batches too).
+    let block = spec.batch_size.max(1);
+    let part = shard.map_or(0..ref_rows.len(), |s| s.range_aligned(ref_rows.len(), block));
+    if let Some(shard) = shard
+        && part.is_empty()
+    {
+        bail!(
+            "shard {shard} has no references: {} references make {} gradient batches of \
+             {block}, fewer than {} shards",
+            ref_rows.len(),
+            ref_rows.len().div_ceil(block),
+            shard.count
+        );
+    }
+    let part_rows = &ref_rows[part.clone()];
     let (x, x_raw, labels) = inputs_of(model, &data.data, &rows)?;
-    let (r, r_raw, ref_labels) = inputs_of(model, &reference_data.data, &ref_rows)?;
+    let (r, r_raw, ref_labels) = inputs_of(model, &reference_data.data, part_rows)?;
     let classes = model.structure().output_layer().number_activations();
     if let Some(&l) = labels.iter().chain(&ref_labels).find(|&&l| l >= classes) {
         bail!("label {l} is outside the model's {classes} classes: is this the model's dataset?");
@@ -292,9 +332,10 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
 
     let t = Instant::now();
     let (predicted, x_probabilities) = predictions(model, &x, 256)?;
-    let (ref_predicted, r_probabilities) = predictions(model, &r, 256)?;
+    let (ref_predicted, r_probabilities) = predictions(model, &r, block)?;
     let predict_s = t.elapsed().as_secs_f64();
-    // The loss: as asked, or what the outputs are (the rule of `nnlens evaluate`).
+    // The loss: as asked, or what the outputs are (the rule of `nnlens evaluate`). A shard
+    // decides from its references; `nnlens merge` refuses shards that decided differently.
     let loss_rule = match explicit_loss {
         Some(_) => "--loss".to_string(),
         None => {
@@ -315,7 +356,7 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
 
     let mut gs = GradientSimilarity::new(model, spec.clone())?;
     tracing::info!(
-        references = ref_rows.len(),
+        references = part_rows.len(),
         dataset = reference_data.data.name(),
         parameters = model.parameter_count(),
         precompute = spec.precompute,
@@ -324,7 +365,7 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     let fit: FitReport = gs.fit(r.view(), Targets::Classes(&ref_labels))?;
     let t = Instant::now();
     let targets = if explain_predicted { None } else { Some(Targets::Classes(&labels)) };
-    let explanation: Explanation = gs.explain(x.view(), targets)?;
+    let (scores, targets) = gs.scores(x.view(), targets)?;
     let explain_s = t.elapsed().as_secs_f64();
 
     let selected: Vec<&str> = model.parameters().iter().map(|p| p.name.as_str()).collect();
@@ -352,25 +393,39 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
     manifest.timings_s.insert("fit".into(), fit.seconds);
     manifest.timings_s.insert("explain".into(), explain_s);
 
-    let class_names = class_names(&data.data, classes);
     let (height, width) = image_size(data.data.data_shape());
-    let channels = data.data.data_shape().get(2).copied().unwrap_or(1);
     let pixels = |raw: &ArrayD<f32>, i: usize| -> Vec<f32> {
         raw.index_axis(ndarray::Axis(0), i).iter().copied().collect()
     };
-    let shown = |j: usize, score: f64| Shown {
-        row: ref_rows[j],
-        label: ref_labels[j],
-        prediction: ref_predicted[j],
-        score: Some(score),
-        pixels: pixels(&r_raw, j),
+    // The references any merged run can show: each instance's top_k most and least similar
+    // of this part (the whole run's top_k are among the parts' own, ties by reference index).
+    let local = scores.clone().explain(spec.top_k, targets.clone())?;
+    let candidates = |picked: &[Vec<usize>]| -> Vec<Vec<Candidate>> {
+        picked
+            .iter()
+            .enumerate()
+            .map(|(i, refs)| {
+                refs.iter()
+                    .map(|&j| Candidate {
+                        reference: part.start + j,
+                        shown: Shown {
+                            row: part_rows[j],
+                            label: ref_labels[j],
+                            prediction: ref_predicted[j],
+                            score: Some(local.scores[i][j]),
+                            pixels: pixels(&r_raw, j),
+                        },
+                    })
+                    .collect()
+            })
+            .collect()
     };
-    let figures = Figures {
+    let scored = ScoredPart {
+        top_k: spec.top_k,
+        class_names: class_names(&data.data, classes),
         height,
         width,
-        channels,
-        class_names: class_names.clone(),
-        sim_fn,
+        channels: data.data.data_shape().get(2).copied().unwrap_or(1),
         instances: (0..rows.len())
             .map(|i| Shown {
                 row: rows[i],
@@ -380,35 +435,162 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
                 pixels: pixels(&x_raw, i),
             })
             .collect(),
-        most_similar: explanation
-            .most_similar
-            .iter()
-            .enumerate()
-            .map(|(i, m)| m.iter().map(|&j| shown(j, explanation.scores[i][j])).collect())
-            .collect(),
-        least_similar: explanation
-            .least_similar
-            .iter()
-            .enumerate()
-            .map(|(i, m)| m.iter().map(|&j| shown(j, explanation.scores[i][j])).collect())
-            .collect(),
-        by_label: explanation.scores.iter().map(|s| class_means(s, &ref_labels)).collect(),
-        by_prediction: explanation.scores.iter().map(|s| class_means(s, &ref_predicted)).collect(),
+        targets,
+        reference: References {
+            rows: part_rows.to_vec(),
+            labels: ref_labels.clone(),
+            predictions: ref_predicted.clone(),
+        },
+        most_candidates: candidates(&local.most_similar),
+        least_candidates: candidates(&local.least_similar),
+        scores,
+        fit,
     };
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        manifest.shard = Some(shard);
+        manifest.timings_s.insert("total".into(), t0.elapsed().as_secs_f64());
+        return write_state(out, &manifest, &serde_json::to_value(&scored)?, ctx.quiet);
+    }
+    tracing::info!(seconds = t0.elapsed().as_secs_f64(), "similarity measured");
+    finish(ctx, metric, manifest, scored, args.out.as_deref())
+}
+
+/// Reference rows of a run or a shard, with their labels and the model's predictions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct References {
+    rows: Vec<usize>,
+    labels: Vec<usize>,
+    predictions: Vec<usize>,
+}
+
+/// A reference image a result may show: its index in the whole reference set, and itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Candidate {
+    reference: usize,
+    shown: Shown,
+}
+
+/// The scores of every instance against a contiguous part of the references (a shard's state,
+/// or the whole run's before it is finished), with what the result files show of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ScoredPart {
+    top_k: usize,
+    class_names: Vec<String>,
+    height: usize,
+    width: usize,
+    channels: usize,
+    instances: Vec<Shown>,
+    targets: Vec<usize>,
+    reference: References,
+    most_candidates: Vec<Vec<Candidate>>,
+    least_candidates: Vec<Vec<Candidate>>,
+    scores: Scores,
+    fit: FitReport,
+}
+
+impl ScoredPart {
+    /// Appends the next part of the references (the shards in order).
+    fn append(&mut self, next: ScoredPart) -> Result<()> {
+        let same_instances = self.instances.len() == next.instances.len()
+            && self
+                .instances
+                .iter()
+                .zip(&next.instances)
+                .all(|(a, b)| (a.row, a.label, a.prediction) == (b.row, b.label, b.prediction));
+        if !same_instances || self.targets != next.targets {
+            bail!("the shards explained other instances (rows, labels, predictions or targets)");
+        }
+        if (self.top_k, &self.class_names) != (next.top_k, &next.class_names) {
+            bail!("the shards have another top_k or other class names");
+        }
+        if (self.fit.parameters, self.fit.precomputed)
+            != (next.fit.parameters, next.fit.precomputed)
+        {
+            bail!("the shards' gradients have other parameters");
+        }
+        self.scores.append(&next.scores)?;
+        self.reference.rows.extend(next.reference.rows);
+        self.reference.labels.extend(next.reference.labels);
+        self.reference.predictions.extend(next.reference.predictions);
+        for (mine, theirs) in self.most_candidates.iter_mut().zip(next.most_candidates) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.least_candidates.iter_mut().zip(next.least_candidates) {
+            mine.extend(theirs);
+        }
+        self.fit.references += next.fit.references;
+        self.fit.gradient_bytes += next.fit.gradient_bytes;
+        self.fit.seconds += next.fit.seconds;
+        Ok(())
+    }
+}
+
+/// The end of a run, whole or merged from shards: every reference ranked, the figures drawn
+/// from the candidates, the files written and the result printed.
+fn finish(
+    ctx: &RunContext,
+    metric: &str,
+    manifest: nnlens_core::RunManifest,
+    part: ScoredPart,
+    out: Option<&Path>,
+) -> Result<()> {
+    let ScoredPart { scores, targets, reference, fit, .. } = part.clone();
+    let sim_fn = scores.sim_fn;
+    let explanation: Explanation = scores.explain(part.top_k, targets)?;
+    let pick = |picked: &[Vec<usize>], candidates: &[Vec<Candidate>]| -> Result<Vec<Vec<Shown>>> {
+        picked
+            .iter()
+            .zip(candidates)
+            .map(|(refs, cands)| {
+                refs.iter()
+                    .map(|&j| {
+                        cands
+                            .iter()
+                            .find(|c| c.reference == j)
+                            .map(|c| c.shown.clone())
+                            .with_context(|| format!("reference {j} is not among the shown ones"))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let figures = Figures {
+        height: part.height,
+        width: part.width,
+        channels: part.channels,
+        class_names: part.class_names.clone(),
+        sim_fn,
+        most_similar: pick(&explanation.most_similar, &part.most_candidates)?,
+        least_similar: pick(&explanation.least_similar, &part.least_candidates)?,
+        by_label: explanation.scores.iter().map(|s| class_means(s, &reference.labels)).collect(),
+        by_prediction: explanation
+            .scores
+            .iter()
+            .map(|s| class_means(s, &reference.predictions))
+            .collect(),
+        instances: part.instances,
+    };
+    let instances = &figures.instances;
     let doc = json!({
         "manifest": manifest,
         "result": {
             "metric": metric,
             "sim_fn": sim_fn,
-            "class_names": class_names,
+            "class_names": part.class_names,
             "fit": fit,
-            "instances": { "rows": rows, "labels": labels, "predictions": predicted, "targets": explanation.targets },
-            "reference": { "rows": ref_rows, "labels": ref_labels, "predictions": ref_predicted },
+            "instances": {
+                "rows": instances.iter().map(|s| s.row).collect::<Vec<_>>(),
+                "labels": instances.iter().map(|s| s.label).collect::<Vec<_>>(),
+                "predictions": instances.iter().map(|s| s.prediction).collect::<Vec<_>>(),
+                "targets": explanation.targets,
+            },
+            "reference": reference,
             "explanation": explanation,
             "figures": figures,
         },
     });
-    if let Some(out) = &args.out {
+    let explain_s = manifest_seconds(&doc, "explain");
+    if let Some(out) = out {
         let t = Instant::now();
         let mut dir = OutDir::create(out)?;
         dir.manifest(MANIFEST, &doc)?;
@@ -417,7 +599,6 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
         dir.commit()?;
         tracing::info!(out = %out.display(), seconds = t.elapsed().as_secs_f64(), "wrote the result files");
     }
-    tracing::info!(seconds = t0.elapsed().as_secs_f64(), "similarity done");
     match ctx.format {
         Format::Json => print_json(&doc),
         Format::Table => {
@@ -425,6 +606,11 @@ fn run(ctx: &RunContext, metric: &str, sim: &SimilarityArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A timing of the manifest in a result document (0 where it has none).
+fn manifest_seconds(doc: &serde_json::Value, what: &str) -> f64 {
+    doc["manifest"]["timings_s"][what].as_f64().unwrap_or(0.0)
 }
 
 /// Height and width of an image of the dataset (`[h, w, c]` or `[h, w]`).
