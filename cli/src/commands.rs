@@ -224,16 +224,14 @@ fn finish_evaluate(
 /// `nnlens merge` of `evaluate` shards: the evaluations summed (exactly), then as `evaluate`.
 fn merge_evaluate(
     manifest: nnlens_core::RunManifest,
-    states: Vec<serde_json::Value>,
+    states: nnlens_run::shard::ShardStates,
     cli: &RunContext,
     out: &Path,
 ) -> Result<()> {
-    let mut total = Evaluation::default();
-    for (k, state) in states.into_iter().enumerate() {
-        let part: Evaluation = serde_json::from_value(state)
-            .with_context(|| format!("shard {k}: not an evaluation"))?;
+    let total = states.fold("an evaluation", |total: &mut Evaluation, part| {
         total.merge(&part);
-    }
+        Ok(())
+    })?;
     finish_evaluate(cli, manifest, &total, Some(out))
 }
 

@@ -45,7 +45,7 @@ pub trait Runner: Sync {
     /// A document this family did not write, or a file that cannot be drawn.
     fn write_files(&self, doc: &Value, out: &mut OutDir) -> Result<()>;
 
-    /// Merges the states of a split run's shards (`states`, read from their state files,
+    /// Merges the states of a split run's shards (`states`, read one at a time from their state files,
     /// checked to belong together, in shard order) and finishes the run as the unsharded run
     /// would: the same result printed, and the same files written to `out`. `manifest` is the
     /// run's (the shards' own, without the shard).
@@ -56,7 +56,7 @@ pub trait Runner: Sync {
         &self,
         metric: &str,
         _manifest: RunManifest,
-        _states: Vec<Value>,
+        _states: crate::shard::ShardStates,
         _ctx: &RunContext,
         _out: &Path,
     ) -> Result<()> {
@@ -87,7 +87,7 @@ pub struct CommandMerger {
     /// The manifest's `command`.
     pub command: &'static str,
     /// Merges the states (in shard order) and writes the whole run's result to `out`.
-    pub merge: fn(RunManifest, Vec<Value>, &RunContext, &Path) -> Result<()>,
+    pub merge: fn(RunManifest, crate::shard::ShardStates, &RunContext, &Path) -> Result<()>,
 }
 
 inventory::collect!(CommandMerger);
@@ -251,7 +251,7 @@ pub fn merge(out: &Path, dirs: &[PathBuf], ctx: &RunContext) -> Result<()> {
     if manifest.command == "run" && metric.is_empty() {
         bail!("{}: the shards' manifest names no metric", shards[0].dir.display());
     }
-    let states: Vec<Value> = shards.into_iter().map(|s| s.state).collect();
+    let states = crate::shard::ShardStates::new(shards);
     manifest.timings_s.insert("merge".into(), t.elapsed().as_secs_f64());
     if manifest.command != "run" {
         let command = manifest.command.clone();

@@ -160,7 +160,9 @@ pub fn write_state(dir: &Path, manifest: &RunManifest, state: &Value, quiet: boo
     Ok(())
 }
 
-/// One shard's state file, read back.
+/// One shard's state file: where it is and its manifest. The state itself, which can be
+/// large (every activation's moments), is read when the merge needs it ([`ShardState::load`]),
+/// one shard at a time.
 #[derive(Debug, Clone)]
 pub struct ShardState {
     /// The directory it was read from.
@@ -169,36 +171,123 @@ pub struct ShardState {
     pub manifest: RunManifest,
     /// The shard.
     pub shard: ShardRef,
-    /// The family's state.
-    pub state: Value,
 }
 
-/// Reads `dir/state.json`.
-///
-/// # Errors
-/// A missing or unreadable file, one that is not a shard's state.
-pub fn read_state(dir: &Path) -> Result<ShardState> {
-    let path = dir.join(STATE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
+/// A state file's manifest, its state skipped over (parsed, not kept).
+#[derive(serde::Deserialize)]
+struct Head {
+    manifest: RunManifest,
+    state: Option<serde::de::IgnoredAny>,
+}
+
+/// A state file's state as `T`, with the shard its manifest names.
+#[derive(serde::Deserialize)]
+struct Body<T> {
+    manifest: ShardOnly,
+    state: T,
+}
+
+#[derive(serde::Deserialize)]
+struct ShardOnly {
+    shard: Option<ShardRef>,
+}
+
+/// Parses `path` (JSON) as `T`: the file's bytes and `T` in memory, for one file at a time
+/// (parsing from the bytes is about three times as fast as from a reader).
+fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| {
         format!(
             "{}: no complete shard state (the shard has not finished, or failed)",
             path.display()
         )
     })?;
-    let mut doc: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let manifest: RunManifest =
-        serde_json::from_value(doc["manifest"].take()).with_context(|| {
-            format!("{}: not a shard state nnlens wrote (no manifest)", path.display())
-        })?;
-    let shard = manifest
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a shard state nnlens wrote (parsing it)", path.display()))
+}
+
+/// Reads the manifest of `dir/state.json` (the state is checked to be there, not kept).
+///
+/// # Errors
+/// A missing or unreadable file, one that is not a shard's state.
+pub fn read_state(dir: &Path) -> Result<ShardState> {
+    let path = dir.join(STATE);
+    let head: Head = parse_file(&path)?;
+    let shard = head
+        .manifest
         .shard
         .with_context(|| format!("{}: its manifest names no shard", path.display()))?;
-    let state = doc["state"].take();
-    if state.is_null() {
+    if head.state.is_none() {
         bail!("{}: not a shard state nnlens wrote (no state)", path.display());
     }
-    Ok(ShardState { dir: dir.to_path_buf(), manifest, shard, state })
+    Ok(ShardState { dir: dir.to_path_buf(), manifest: head.manifest, shard })
+}
+
+impl ShardState {
+    /// Reads the shard's state as `T` (`what` names it in errors).
+    ///
+    /// # Errors
+    /// The file cannot be read, is not a `T`, or now names another shard.
+    pub fn load<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+        let path = self.dir.join(STATE);
+        let body: Body<T> =
+            parse_file(&path).with_context(|| format!("shard {}: not {what}", self.shard))?;
+        if body.manifest.shard != Some(self.shard) {
+            bail!("{}: the file changed during the merge (another shard now)", path.display());
+        }
+        Ok(body.state)
+    }
+}
+
+/// The shards of one run, checked to belong together, in shard order; their states are read
+/// one at a time, so that a merge holds the merged state and one shard's.
+#[derive(Debug, Clone)]
+pub struct ShardStates {
+    shards: Vec<ShardState>,
+}
+
+impl ShardStates {
+    /// Shards already checked ([`check_shards`]), in shard order.
+    pub fn new(shards: Vec<ShardState>) -> Self {
+        Self { shards }
+    }
+
+    /// The shards, in order.
+    pub fn shards(&self) -> &[ShardState] {
+        &self.shards
+    }
+
+    /// The shards' states read as `T` one after the other (in shard order) and folded into
+    /// the first with `merge(into, next)`.
+    ///
+    /// # Errors
+    /// No shards, a state that is not a `T`, what `merge` returns (with the shard's number).
+    pub fn fold<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        mut merge: impl FnMut(&mut T, T) -> Result<()>,
+    ) -> Result<T> {
+        let mut merged: Option<T> = None;
+        for s in &self.shards {
+            let part: T = s.load(what)?;
+            match merged.as_mut() {
+                None => merged = Some(part),
+                Some(m) => merge(m, part).with_context(|| format!("merging shard {}", s.shard))?,
+            }
+            // The part is gone; the allocator hands its pages back (parsing leaves them
+            // scattered between live blocks, where the next part's would not fit).
+            crate::process::release_freed_memory();
+        }
+        merged.context("no shards to merge")
+    }
+
+    /// Every shard's state as `T`, in shard order (for states that are small, or that the
+    /// merge needs all at once).
+    ///
+    /// # Errors
+    /// A state that is not a `T`.
+    pub fn read_all<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<Vec<T>> {
+        self.shards.iter().map(|s| s.load(what)).collect()
+    }
 }
 
 /// Manifest fields that differ between shards of one run: when each ran, for how long, on how
@@ -303,28 +392,6 @@ pub fn check_shards(states: Vec<ShardState>) -> Result<Vec<ShardState>> {
     Ok(by_index.into_values().collect())
 }
 
-/// The shards' states (in shard order) read as `T` (`what` names it in errors) and folded into
-/// the first with `merge(into, next)`.
-///
-/// # Errors
-/// No states, a state that is not a `T`, what `merge` returns (with the shard's number).
-pub fn fold_states<T: serde::de::DeserializeOwned>(
-    states: Vec<Value>,
-    what: &str,
-    mut merge: impl FnMut(&mut T, T) -> Result<()>,
-) -> Result<T> {
-    let mut merged: Option<T> = None;
-    for (k, state) in states.into_iter().enumerate() {
-        let part: T =
-            serde_json::from_value(state).with_context(|| format!("shard {k}: not {what}"))?;
-        match merged.as_mut() {
-            None => merged = Some(part),
-            Some(m) => merge(m, part).with_context(|| format!("merging shard {k}"))?,
-        }
-    }
-    merged.context("no shards to merge")
-}
-
 /// The manifest of the merged run: the shards' own, without the shard, its timings the sums
 /// of the shards' (`merge` added by the caller).
 pub fn merged_manifest(shards: &[ShardState]) -> RunManifest {
@@ -412,7 +479,6 @@ mod tests {
             dir: PathBuf::from(format!("s{index}")),
             manifest,
             shard: ShardRef { index, count },
-            state: Value::Null,
         }
     }
 
@@ -444,12 +510,14 @@ mod tests {
     #[test]
     fn a_state_file_round_trips_and_a_missing_one_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = shard_state(1, 2, 3);
-        s.state = serde_json::json!({ "values": [0.1, 1e-300, 2.5] });
-        write_state(dir.path(), &s.manifest, &s.state, true).unwrap();
+        let s = shard_state(1, 2, 3);
+        let state = serde_json::json!({ "values": [0.1, 1e-300, 2.5] });
+        write_state(dir.path(), &s.manifest, &state, true).unwrap();
         let back = read_state(dir.path()).unwrap();
         assert_eq!(back.manifest, s.manifest);
-        assert_eq!(back.state, s.state);
+        assert_eq!(back.load::<Value>("a test state").unwrap(), state);
+        let e = back.load::<Vec<f64>>("a list").unwrap_err();
+        assert!(format!("{e:#}").contains("shard 1/2: not a list"), "{e:#}");
         let e = read_state(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(e.contains("state.json") && e.contains("no complete shard state"), "{e}");
     }

@@ -14,7 +14,7 @@ use nnlens_plots::{
 use nnlens_run::charts::both;
 use nnlens_run::inputs::{class_label, class_names, load_data, load_model};
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::shard::{shard_out, write_state};
+use nnlens_run::shard::{ShardStates, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -106,18 +106,14 @@ impl Runner for InfluenceRunner {
         &self,
         metric: &str,
         mut manifest: RunManifest,
-        states: Vec<serde_json::Value>,
+        states: ShardStates,
         ctx: &RunContext,
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
-        let parts = states
-            .into_iter()
-            .enumerate()
-            .map(|(k, state)| {
-                serde_json::from_value(state).with_context(|| format!("shard {k}: not {metric}"))
-            })
-            .collect::<Result<Vec<Part>>>()?;
+        // The parts are each a feature range's result (small beside the rows every shard
+        // read): all of them at once, to concatenate.
+        let parts: Vec<Part> = states.read_all(&format!("a {metric} state"))?;
         let merged = Part::concat(metric, parts)?;
         *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
         finish(ctx, metric, manifest, merged, Some(out))

@@ -14,7 +14,7 @@ use nnlens_run::args::parse_params;
 use nnlens_run::charts::both;
 use nnlens_run::inputs::{load_data, load_model};
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::shard::{fold_states, shard_out, write_state};
+use nnlens_run::shard::{ShardStates, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use nnlens_transforms::{
     Fill, ImageTransformationsDataSet, Interpolation, Resample, TransformationSet,
@@ -151,15 +151,13 @@ impl Runner for InvarianceRunner {
         &self,
         _metric: &str,
         mut manifest: RunManifest,
-        states: Vec<serde_json::Value>,
+        states: ShardStates,
         ctx: &RunContext,
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
-        let state =
-            fold_states(states, "an invariance measure's state", |m: &mut MeasureState, s| {
-                Ok(m.merge(&s)?)
-            })?;
+        let state = states
+            .fold("an invariance measure's state", |m: &mut MeasureState, s| Ok(m.merge(&s)?))?;
         let result = state.finish()?;
         *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
         finish_run(ctx, manifest, &result, Some(out))

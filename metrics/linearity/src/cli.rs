@@ -16,7 +16,7 @@ use nnlens_run::inputs::{
     LoadedData, class_label, class_names, load_data, load_model, random_rows, rows_of,
 };
 use nnlens_run::output::{print_json, print_table, progress};
-use nnlens_run::shard::{fold_states, shard_out, write_state};
+use nnlens_run::shard::{ShardStates, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde_json::json;
 
@@ -131,12 +131,12 @@ impl Runner for LinearityRunner {
         &self,
         metric: &str,
         mut manifest: RunManifest,
-        states: Vec<serde_json::Value>,
+        states: ShardStates,
         ctx: &RunContext,
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
-        let merged = fold_states(states, "a linearity state", |m: &mut ShardResult, part| {
+        let merged = states.fold("a linearity state", |m: &mut ShardResult, part| {
             if (&m.output_layer, &m.class_names) != (&part.output_layer, &part.class_names) {
                 bail!("another output layer or other class names");
             }

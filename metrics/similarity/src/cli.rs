@@ -15,7 +15,7 @@ use nnlens_run::inputs::{
     LoadedData, class_names, load_data, load_grad_model, random_rows, rows_of,
 };
 use nnlens_run::output::{print_json, print_table};
-use nnlens_run::shard::{fold_states, shard_out, write_state};
+use nnlens_run::shard::{ShardStates, shard_out, write_state};
 use nnlens_run::{DataArgs, Format, MANIFEST, ModelArgs, OutDir, RunContext, Runner, ShardArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -126,13 +126,13 @@ impl Runner for SimilarityRunner {
         &self,
         metric: &str,
         mut manifest: nnlens_core::RunManifest,
-        states: Vec<serde_json::Value>,
+        states: ShardStates,
         ctx: &RunContext,
         out: &Path,
     ) -> Result<()> {
         let t = Instant::now();
         let merged =
-            fold_states(states, "a similarity state", |m: &mut ScoredPart, part| m.append(part))?;
+            states.fold("a similarity state", |m: &mut ScoredPart, part| m.append(part))?;
         *manifest.timings_s.entry("merge".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
         finish(ctx, metric, manifest, merged, Some(out))
     }
