@@ -443,18 +443,30 @@ impl Visitor for PassVisitor<'_> {
         }
         let (work, sign, normalize, identities) =
             (self.work, self.sign, self.normalize, self.identities);
-        self.layers.par_iter_mut().zip(layers.par_iter()).enumerate().try_for_each(
-            |(l, (state, values))| -> Result<()> {
+        // Every layer's outcome, then the first error in layer order: the error a user sees
+        // (the first layer with a non-finite value) does not depend on which thread was first.
+        let outcomes: Vec<Result<()>> = self
+            .layers
+            .par_iter_mut()
+            .zip(layers.par_iter())
+            .enumerate()
+            .map(|(l, (state, values))| -> Result<()> {
                 let reference = reference.map(|r| &r[l]);
                 with_values!(values, |a| state
                     .add_block(work, columns, a, reference, sign, normalize, identities))
-            },
-        )
+            })
+            .collect();
+        outcomes.into_iter().collect()
     }
 
     fn end_rows(&mut self) -> Result<()> {
         let (work, normalize, keep_shape) = (self.work, self.normalize, self.keep_shape);
-        self.layers.par_iter_mut().try_for_each(|state| state.end_rows(work, normalize, keep_shape))
+        let outcomes: Vec<Result<()>> = self
+            .layers
+            .par_iter_mut()
+            .map(|state| state.end_rows(work, normalize, keep_shape))
+            .collect();
+        outcomes.into_iter().collect()
     }
 }
 
