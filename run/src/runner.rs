@@ -45,10 +45,10 @@ pub trait Runner: Sync {
     /// A document this family did not write, or a file that cannot be drawn.
     fn write_files(&self, doc: &Value, out: &mut OutDir) -> Result<()>;
 
-    /// Merges the states of a split run's shards (`states`, read one at a time from their state files,
-    /// checked to belong together, in shard order) and finishes the run as the unsharded run
-    /// would: the same result printed, and the same files written to `out`. `manifest` is the
-    /// run's (the shards' own, without the shard).
+    /// Merges the states of a split run's shards (`states`: checked to belong together, in
+    /// shard order, each read from its state file when the merge asks for it) and finishes the
+    /// run as the unsharded run would: the same result printed, and the same files written to
+    /// `out`. `manifest` is the run's (the shards' own, without the shard).
     ///
     /// # Errors
     /// A state this family did not write, states that do not merge, a family without shards.

@@ -251,11 +251,6 @@ impl ShardStates {
         Self { shards }
     }
 
-    /// The shards, in order.
-    pub fn shards(&self) -> &[ShardState] {
-        &self.shards
-    }
-
     /// The shards' states read as `T` one after the other (in shard order) and folded into
     /// the first with `merge(into, next)`.
     ///
