@@ -701,10 +701,13 @@ impl LayerState {
             (Some(std), Some(var)) => Some((std, var)),
             _ => None,
         };
-        // 0 while every statistic is finite, NaN from the first that is not.
-        let mut check = 0.0f64;
+        // Whether a statistic was not finite. An `or` of flags, not a sum: a floating-point
+        // sum is an ordered reduction, which kept the loops below on one lane at a time.
+        let mut bad = false;
         let k_rows = rows as f64;
         let k_cols = cols as f64;
+        // Moments::variance(1): NaN with a single observation.
+        let row_ddof = if cols <= 1 { f64::NAN } else { (cols - 1) as f64 };
         for t0 in (0..n).step_by(tile) {
             let len = tile.min(n - t0);
             if col_stats {
@@ -732,15 +735,11 @@ impl LayerState {
                     if let Some((std, var)) = row_sums.as_mut() {
                         let at = t0 + k;
                         let (std, var) = (&mut std.sum[at..at + g], &mut var.sum[at..at + g]);
-                        for (((std, var), &s), &q) in std.iter_mut().zip(var).zip(&s).zip(&q) {
-                            let raw = q - s * s / k_cols;
-                            check += raw * 0.0;
-                            // Moments::variance(1): NaN with a single observation.
-                            let x =
-                                if cols <= 1 { f64::NAN } else { raw.max(0.0) / (cols - 1) as f64 };
-                            *std += x.sqrt();
-                            *var += x;
-                        }
+                        bad |= if g == GROUP {
+                            add_row_std::<GROUP>(std, var, &s, &q, k_cols, row_ddof)
+                        } else {
+                            add_row_std::<1>(std, var, &s[..1], &q[..1], k_cols, row_ddof)
+                        };
                     }
                     k += g;
                 }
@@ -755,14 +754,14 @@ impl LayerState {
                         mean.iter_mut().zip(m2).zip(first).zip(s).zip(q)
                     {
                         let raw = q - s * s / k_rows;
-                        check += raw * 0.0;
+                        bad |= !raw.is_finite();
                         *mean = f.into() + s / k_rows;
                         *m2 = raw.max(0.0);
                     }
                 }
             }
         }
-        if check.is_nan() {
+        if bad {
             return false;
         }
         if let Some((std, var)) = row_sums {
@@ -859,6 +858,34 @@ impl LayerState {
         }
         Ok(())
     }
+}
+
+/// Adds the ddof=1 standard deviation and variance of `G` activations of one row, from their
+/// shifted sums `s` and sums of squares `q` over the row's `k_cols` values (`row_ddof` =
+/// `k_cols - 1`, or NaN for a single value), to the row sums `std` and `var`: the arithmetic
+/// of [`Moments::add_batch`] then [`Moments::variance`]. `true` when a statistic is not
+/// finite. Its own function of a constant `G`, so that the loop runs on whole vectors.
+#[inline(always)]
+fn add_row_std<const G: usize>(
+    std: &mut [f64],
+    var: &mut [f64],
+    s: &[f64],
+    q: &[f64],
+    k_cols: f64,
+    row_ddof: f64,
+) -> bool {
+    let (std, var): (&mut [f64; G], &mut [f64; G]) =
+        (std.try_into().expect("G sums"), var.try_into().expect("G sums"));
+    let (s, q): (&[f64; G], &[f64; G]) = (s.try_into().expect("G"), q.try_into().expect("G"));
+    let mut bad = false;
+    for e in 0..G {
+        let raw = q[e] - s[e] * s[e] / k_cols;
+        bad |= !raw.is_finite();
+        let x = raw.max(0.0) / row_ddof;
+        std[e] += x.sqrt();
+        var[e] += x;
+    }
+    bad
 }
 
 /// Activations a row's sums keep in registers at a time in
