@@ -7,12 +7,16 @@
 //!   checks (230 us for 64 x 28 x 28, about 50 times its memory traffic);
 //! - a convolution whose dot products are short (`Cin * kh * kw <= 16`, a first layer on
 //!   grey or RGB images): tract's packed matrix product pays a kernel call per tile for 4
-//!   multiply-adds (407 us for conv_1's 200,704 multiply-adds).
+//!   multiply-adds (407 us for conv_1's 200,704 multiply-adds);
+//! - any other stride-1 convolution with a kernel larger than 1x1 ([`TapConv`]): tract
+//!   writes its patch matrix first (`Im2col`, 53 of 207 us per input on fashion_cnn, conv_2);
+//!   one matrix product per kernel tap reads the padded input where it lies (conv_2 and its
+//!   im2col 139 -> 91 us per input, 207 -> 154 us for the whole model).
 //!
 //! [`rewrite`] swaps them into a decluttered graph before tract optimises it. The max pool
 //! gives bitwise tract's values (a maximum is exact; NaN is skipped as tract skips it); the
-//! convolution sums the same products in the same order, without fused multiply-adds, so it
-//! differs from tract's in the last bits of f32 only.
+//! convolutions sum the same products in another order (the short one without fused
+//! multiply-adds), so they differ from tract's in the last bits of f32 only.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -24,8 +28,9 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 pub const SMALL_CONV_MAX_DOT: usize = 16;
 
 /// Replaces, in a typed graph with concrete shapes, every 2x2 stride-2 channels-first f32 max
-/// pool by [`MaxPool2x2`] and every f32 channels-first convolution with short dot products by
-/// [`SmallConv`]; returns how many nodes it replaced. Node ids and outlets are kept, so the
+/// pool by [`MaxPool2x2`], every f32 channels-first convolution with short dot products by
+/// [`SmallConv`] and every other one of stride 1 and a kernel larger than 1x1 by [`TapConv`];
+/// returns how many nodes it replaced. Node ids and outlets are kept, so the
 /// graph's outputs (the layers a run asked for) are unchanged.
 ///
 /// # Errors
@@ -39,7 +44,13 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
             if let Some(pool) = node.op_as::<MaxPool>() {
                 MaxPool2x2::replacing(pool, &inputs).map(|op| Box::new(op) as _)
             } else if let Some(conv) = node.op_as::<Conv>() {
-                SmallConv::replacing(conv, &inputs).map(|op| Box::new(op) as _)
+                match SmallConv::replacing(conv, &inputs) {
+                    Some(small) if small.dot_len(&inputs) <= SMALL_CONV_MAX_DOT => {
+                        Some(Box::new(small) as _)
+                    }
+                    Some(conv) if TapConv::takes(&conv) => Some(Box::new(TapConv(conv)) as _),
+                    _ => None,
+                }
             } else {
                 None
             }
@@ -189,7 +200,7 @@ impl SmallConv {
         if kcin != cin || cin != spec.input_channels || cout != spec.output_channels {
             return None;
         }
-        if cin * kh * kw > SMALL_CONV_MAX_DOT || [kh, kw] != spec.kernel_shape[..] {
+        if [kh, kw] != spec.kernel_shape[..] {
             return None;
         }
         // Constant weights only: a kernel computed by the graph stays with tract.
@@ -212,6 +223,40 @@ impl SmallConv {
             pad: [padding[0].pad_before, padding[1].pad_before],
             kernel: [kh, kw],
         })
+    }
+
+    /// Terms of each dot product (`Cin * kh * kw`) for the inputs the operator was made for.
+    fn dot_len(&self, inputs: &[&TypedFact]) -> usize {
+        f32_nchw(inputs[0]).map_or(usize::MAX, |[_, cin, _, _]| cin * self.kernel[0] * self.kernel[1])
+    }
+
+    /// The geometry of the zero-padded planes both convolutions read: `(ph, pw)`, every row and
+    /// column any output reads, plus one spare row so that a stride-1 tap's contiguous run of
+    /// `oh * pw` values may overrun the last row's used columns.
+    fn padded_plane(&self, w: usize) -> (usize, usize) {
+        let [_, _, oh, ow] = self.output;
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.strides;
+        let [dh, dw] = self.dilations;
+        let ph = (oh - 1) * sh + (kh - 1) * dh + 2;
+        let pw = ((ow - 1) * sw + (kw - 1) * dw + 1).max(self.pad[1] + w);
+        (ph, pw)
+    }
+
+    /// Copies each channel of `image` (`cin` planes of `h x w`) into its zero-padded plane of
+    /// `padded` (`ph x pw`, whose padding is already zero): rows past the last that an output
+    /// reads are left out.
+    fn pad_image(&self, image: &[f32], [h, w]: [usize; 2], padded: &mut [f32], (ph, pw): (usize, usize)) {
+        let [pt, pl] = self.pad;
+        for (channel, plane) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
+            for (y, row) in channel.chunks_exact(w).enumerate() {
+                if pt + y < ph {
+                    let start = (pt + y) * pw + pl;
+                    let end = (start + w).min((pt + y + 1) * pw);
+                    plane[start..end].copy_from_slice(&row[..end - start]);
+                }
+            }
+        }
     }
 
     /// Convolves `x` (`n` images of `cin x h x w`) by `weights` into `out` (`n x cout x oh x
@@ -286,30 +331,17 @@ impl SmallConv {
         let [kh, kw] = self.kernel;
         let [sh, sw] = self.strides;
         let [dh, dw] = self.dilations;
-        let [pt, pl] = self.pad;
         if oh == 0 || ow == 0 {
             return;
         }
-        // Padded planes hold every row and column any output reads, plus one spare row so that
-        // a stride-1 tap's contiguous run may overrun the last row's used columns.
-        let ph = (oh - 1) * sh + (kh - 1) * dh + 2;
-        let pw = ((ow - 1) * sw + (kw - 1) * dw + 1).max(pl + w);
+        let (ph, pw) = self.padded_plane(w);
         let acc_width = if sw == 1 { pw } else { ow };
         let mut padded = vec![0.0f32; cin * ph * pw];
         let mut acc = vec![0.0f32; oh * acc_width];
         for (image, out_image) in
             x.chunks_exact(cin * h * w).zip(out.chunks_exact_mut(cout * oh * ow))
         {
-            for (channel, plane) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw))
-            {
-                for (y, row) in channel.chunks_exact(w).enumerate() {
-                    if pt + y < ph {
-                        let start = (pt + y) * pw + pl;
-                        let end = (start + w).min((pt + y + 1) * pw);
-                        plane[start..end].copy_from_slice(&row[..end - start]);
-                    }
-                }
-            }
+            self.pad_image(image, [h, w], &mut padded, (ph, pw));
             for (co, out_plane) in out_image.chunks_exact_mut(oh * ow).enumerate() {
                 acc.fill(0.0);
                 let taps = &weights[co * cin * kh * kw..(co + 1) * cin * kh * kw];
@@ -397,6 +429,156 @@ impl TypedOp for SmallConv {
         let products =
             self.output.iter().product::<usize>() * cin * self.kernel[0] * self.kernel[1];
         Ok(tvec!((Cost::FMA(f32::datum_type()), products.to_dim())))
+    }
+
+    as_op!();
+}
+
+/// A stride-1 convolution of `(N, Cin, H, W)` f32 images by a constant OIHW kernel (one group)
+/// with long dot products, as one matrix product per tap instead of tract's im2col and one
+/// product: each image is copied once into zero-padded planes of width `pw`, and for each tap
+/// `(ky, kx)` the `Cout x Cin` matrix of its weights multiplies the `Cin x (oh * pw)` matrix
+/// that starts `ky * dh * pw + kx * dw` values into the planes, summed into an `oh * pw` wide
+/// output; the first `ow` columns of each row, plus the bias, are the output. No patch matrix
+/// is written (tract's `Im2col` took a quarter of fashion_cnn's time), and the products run in
+/// the `gemm` crate's kernels (fused multiply-adds, sums in another order than tract's: the
+/// last bits of f32 differ).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TapConv(SmallConv);
+
+/// Fewest output pixels per image for which [`TapConv`] takes over from tract: each of its
+/// products packs its tap's weights again (tract packs them once, when it plans), which pays
+/// for itself over enough columns only (ResNet-18 on 32 x 32 images, whose last stages are 2 x
+/// 2 and 1 x 1 pixels, ran 3 times slower with every stride-1 convolution taken).
+pub const TAP_CONV_MIN_PIXELS: usize = 64;
+
+impl TapConv {
+    /// Whether a convolution is one [`TapConv`] runs faster than tract: stride 1, a kernel
+    /// larger than 1x1 (a 1x1 one is a plain product in tract, without im2col) and at least
+    /// [`TAP_CONV_MIN_PIXELS`] output pixels per image.
+    fn takes(conv: &SmallConv) -> bool {
+        let [_, _, oh, ow] = conv.output;
+        conv.strides == [1, 1] && conv.kernel != [1, 1] && oh * ow >= TAP_CONV_MIN_PIXELS
+    }
+
+    /// Convolves `x` (`n` images of `cin x h x w`) by `weights` into `out`, as
+    /// [`SmallConv::convolve`] does (see the type's docs for how).
+    fn convolve(&self, x: &[f32], [cin, h, w]: [usize; 3], weights: &[f32], bias: &[f32], out: &mut [f32]) {
+        let conv = &self.0;
+        let [_, cout, oh, ow] = conv.output;
+        let [kh, kw] = conv.kernel;
+        let [dh, dw] = conv.dilations;
+        if oh == 0 || ow == 0 {
+            return;
+        }
+        let (ph, pw) = conv.padded_plane(w);
+        let mut padded = vec![0.0f32; cin * ph * pw];
+        let mut acc = vec![0.0f32; cout * oh * pw];
+        let run = oh * pw;
+        for (image, out_image) in
+            x.chunks_exact(cin * h * w).zip(out.chunks_exact_mut(cout * oh * ow))
+        {
+            conv.pad_image(image, [h, w], &mut padded, (ph, pw));
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let tap = ky * kw + kx;
+                    let offset = ky * dh * pw + kx * dw;
+                    // SAFETY: acc holds cout rows of `run` values; the weights of tap (ky, kx)
+                    // are at co * cin * kh * kw + ci * kh * kw + tap < weights.len() (checked by
+                    // eval); the right operand's row ci is the run of `run` values from
+                    // ci * ph * pw + offset, inside plane ci as offset + run <= ph * pw
+                    // (padded_plane keeps a spare row). Nothing overlaps acc.
+                    unsafe {
+                        gemm::gemm(
+                            cout,
+                            run,
+                            cin,
+                            acc.as_mut_ptr(),
+                            1,
+                            run as isize,
+                            tap > 0,
+                            weights.as_ptr().add(tap),
+                            (kh * kw) as isize,
+                            (cin * kh * kw) as isize,
+                            padded.as_ptr().add(offset),
+                            1,
+                            (ph * pw) as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            }
+            for (co, (out_plane, acc_plane)) in
+                out_image.chunks_exact_mut(oh * ow).zip(acc.chunks_exact(run)).enumerate()
+            {
+                let b = if bias.len() == 1 { bias[0] } else { bias[co] };
+                for (out_row, acc_row) in out_plane.chunks_exact_mut(ow).zip(acc_plane.chunks_exact(pw)) {
+                    for (o, &a) in out_row.iter_mut().zip(acc_row) {
+                        *o = a + b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Op for TapConv {
+    fn name(&self) -> StaticName {
+        "nnlens.TapConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        self.0.info()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TapConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (input, kernel, bias) = args_3!(inputs);
+        let conv = &self.0;
+        let [n, cin, h, w]: [usize; 4] = input.shape().try_into().map_err(|_| {
+            format_err!("TapConv expects a rank-4 input, got {:?}", input.shape())
+        })?;
+        ensure!(n == conv.output[0], "TapConv planned for {} images, got {n}", conv.output[0]);
+        let [cout, kh, kw] = [conv.output[1], conv.kernel[0], conv.kernel[1]];
+        ensure!(
+            kernel.shape() == [cout, cin, kh, kw],
+            "TapConv planned for a kernel of {:?}, got {:?}",
+            [cout, cin, kh, kw],
+            kernel.shape()
+        );
+        ensure!(bias.len() == cout || bias.len() == 1, "TapConv: {} bias values", bias.len());
+        let x_plain = input.try_as_plain_ram()?;
+        let k_plain = kernel.try_as_plain_ram()?;
+        let b_plain = bias.try_as_plain_ram()?;
+        let (x, k, b) =
+            (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
+        // SAFETY: every value is written below (each output row of each plane).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&conv.output)? };
+        {
+            let mut out_plain = output.try_as_plain_ram_mut()?;
+            self.convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for TapConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        self.0.output_facts(inputs)
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        self.0.cost(inputs)
     }
 
     as_op!();
@@ -527,10 +709,49 @@ mod tests {
     }
 
     #[test]
-    fn long_dot_products_and_other_layouts_stay_with_tract() {
-        let k = Tensor::zero::<f32>(&[4, 8, 2, 2]).unwrap(); // 32 terms
+    fn strided_and_pointwise_long_convolutions_stay_with_tract() {
+        let k = Tensor::zero::<f32>(&[4, 8, 2, 2]).unwrap(); // 32 terms, stride 2
         let b = Tensor::zero::<f32>(&[4]).unwrap();
-        let mut model = conv_model([1, 8, 5, 5], 4, [2, 2], [1, 1], [1, 1], [0, 0], [0, 0], k, b);
+        let mut model =
+            conv_model([1, 8, 5, 5], 4, [2, 2], [2, 2], [1, 1], [0, 0], [0, 0], k, b.clone());
+        assert_eq!(rewrite(&mut model).unwrap(), 0);
+        let k = Tensor::zero::<f32>(&[4, 32, 1, 1]).unwrap(); // 32 terms, 1x1
+        let mut model = conv_model([1, 32, 5, 5], 4, [1, 1], [1, 1], [1, 1], [0, 0], [0, 0], k, b);
+        assert_eq!(rewrite(&mut model).unwrap(), 0);
+    }
+
+    #[test]
+    fn tap_conv_by_hand() {
+        // Two images of 9 channels of one row of 65 pixels (18 terms per dot product, past
+        // SmallConv's 16): channel c of the first is x + c at column x, the second is zeros.
+        // A 1x2 kernel of ones for every channel, no padding, bias 0.5: output x is the sum
+        // over c of (x + c) + (x + 1 + c) = 18 x + 9 + 72, for x < 64 (64 pixels).
+        let mut x = Vec::new();
+        for c in 0..9 {
+            x.extend((0..65).map(|col| (col + c) as f32));
+        }
+        x.extend([0.0; 9 * 65]);
+        let x = tensor(&[2, 9, 1, 65], x);
+        let k = tensor(&[1, 9, 1, 2], vec![1.0; 18]);
+        let b = tensor(&[1], vec![0.5]);
+        let model = conv_model([2, 9, 1, 65], 1, [1, 2], [1, 1], [1, 1], [0, 0], [0, 0], k, b);
+        let mut rewritten = model.clone();
+        rewrite(&mut rewritten).unwrap();
+        assert!(rewritten.nodes.iter().any(|n| n.op.name() == "nnlens.TapConv"));
+        let ours = run(&model, &x, true);
+        assert_eq!(ours.shape(), &[2, 1, 1, 64]);
+        let mut expected: Vec<f32> = (0..64).map(|col| (18 * col + 81) as f32 + 0.5).collect();
+        expected.extend([0.5; 64]);
+        assert_eq!(values(&ours), expected);
+        assert_eq!(values(&run(&model, &x, false)), expected);
+    }
+
+    #[test]
+    fn small_outputs_stay_with_tract() {
+        // 7 x 9 = 63 output pixels: one fewer than TapConv takes.
+        let k = Tensor::zero::<f32>(&[4, 8, 2, 2]).unwrap();
+        let b = Tensor::zero::<f32>(&[4]).unwrap();
+        let mut model = conv_model([1, 8, 8, 10], 4, [2, 2], [1, 1], [1, 1], [0, 0], [0, 0], k, b);
         assert_eq!(rewrite(&mut model).unwrap(), 0);
     }
 
@@ -554,6 +775,50 @@ mod tests {
             prop_assert_eq!(ours.shape(), theirs.shape());
             let (a, b) = (values(&ours), values(&theirs));
             prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{a:?} vs {b:?}");
+        }
+
+        /// Stride-1 convolutions with long dot products (nnlens.TapConv): any kernel size,
+        /// dilation and padding, against tract's own.
+        #[test]
+        fn tap_conv_matches_tracts_to_f32_rounding(
+            n in 1usize..3, cin in 5usize..20, cout in 1usize..20,
+            h in 4usize..14, w in 4usize..14, kh in 1usize..4, kw in 2usize..4,
+            dh in 1usize..3, dw in 1usize..3,
+            pads in proptest::array::uniform4(0usize..3),
+            scalar_bias in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let (pt, pl, pb, pr) = (pads[0], pads[1], pads[2], pads[3]);
+            prop_assume!(cin * kh * kw > SMALL_CONV_MAX_DOT);
+            let oh = (h + pt + pb).saturating_sub((kh - 1) * dh);
+            let ow = (w + pl + pr).saturating_sub((kw - 1) * dw);
+            prop_assume!(oh * ow >= TAP_CONV_MIN_PIXELS);
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                ((state % 2001) as f32 - 1000.0) / 500.0
+            };
+            let x: Vec<f32> = (0..n * cin * h * w).map(|_| next()).collect();
+            let k: Vec<f32> = (0..cout * cin * kh * kw).map(|_| next()).collect();
+            let bias_len = if scalar_bias { 1 } else { cout };
+            let b: Vec<f32> = (0..bias_len).map(|_| next()).collect();
+            let model = conv_model(
+                [n, cin, h, w], cout, [kh, kw], [1, 1], [dh, dw], [pt, pl], [pb, pr],
+                tensor(&[cout, cin, kh, kw], k.clone()),
+                if scalar_bias { tensor(&[], b.clone()) } else { tensor(&[bias_len], b.clone()) },
+            );
+            let x = tensor(&[n, cin, h, w], x);
+            let theirs = run(&model, &x, false);
+            let ours = run(&model, &x, true);
+            prop_assert_eq!(ours.shape(), theirs.shape());
+            // |x| <= 2: a sum of `terms` products (and the bias) is off by at most ~terms + 1
+            // roundings of its magnitude bound, in either order of summation.
+            let terms = cin * kh * kw;
+            let bound: f32 = k.iter().map(|v| v.abs()).sum::<f32>() * 2.0
+                + b.iter().map(|v| v.abs()).sum::<f32>();
+            let tolerance = bound * (terms + 1) as f32 * f32::EPSILON;
+            for (a, b) in values(&ours).iter().zip(values(&theirs)) {
+                prop_assert!((a - b).abs() <= tolerance, "{a} vs {b} (tolerance {tolerance})");
+            }
         }
 
         #[test]

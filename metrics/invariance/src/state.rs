@@ -86,6 +86,27 @@ struct Chunk {
     width: usize,
     moments: Vec<Moments>,
     buffer: Vec<f64>,
+    /// Column sums of whole-row blocks not yet added to the column moments.
+    pending: PendingColumns,
+}
+
+/// The shifted column sums of consecutive whole-row blocks (see
+/// [`LayerState::whole_rows_moments`]): one batch of [`Moments::add_batch`] that spans blocks,
+/// added to the column moments when it holds [`FLUSH_ROWS`] rows or the pass ends. Each array
+/// is laid out tile by tile of activations (tile `t0` of `len` activations: `t0 * cols + j *
+/// len + k` for column `j`, activation `t0 + k`), as the tiles of the blocks are read.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PendingColumns {
+    /// Rows summed (0: none; the next block's first row becomes the shift).
+    rows: usize,
+    /// The matrix columns of the blocks, in block order.
+    columns: Vec<usize>,
+    /// Each column's first row (the shift), as `f64`.
+    shift: Vec<f64>,
+    /// Sums of the values less the shift.
+    sum: Vec<f64>,
+    /// Sums of their squares.
+    squares: Vec<f64>,
 }
 
 fn same_len(what: &str, a: usize, b: usize) -> Result<()> {
@@ -311,7 +332,17 @@ impl MeasureState {
             keep_shape: self.spec.parameters.keep_shape,
             identities: &identities,
         };
-        source.stream(pass, &mut visitor)
+        source.stream(pass, &mut visitor)?;
+        // The column sums of the last whole-row blocks (every value was checked as its block
+        // was added, so only sums beyond f64 fail here).
+        let flushed: Vec<bool> = self.layers.par_iter_mut().map(LayerState::flush_columns).collect();
+        match flushed.iter().position(|ok| !ok) {
+            Some(l) => Err(InvarianceError::Invalid(format!(
+                "layer {}: a non-finite column statistic from finite activations",
+                self.layers[l].layer.name
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Thresholds from the column moments: over the identity columns (Goodfellow, as
@@ -593,6 +624,10 @@ impl LayerState {
         columns: &[usize],
         non_finite: &dyn Fn(&LayerState) -> InvarianceError,
     ) -> Result<()> {
+        // The column sums of earlier whole-row blocks go first, as the batches come.
+        if !self.flush_columns() {
+            return Err(non_finite(self));
+        }
         if self.row_std.is_some() {
             if self.chunk.moments.is_empty() {
                 let n = self.layer.number_activations();
@@ -688,15 +723,29 @@ impl LayerState {
         n: usize,
         columns: &[usize],
     ) -> bool {
-        let chunk = &mut self.chunk;
         let col_stats = self.columns.is_some();
+        if col_stats && self.chunk.pending.rows > 0 && self.chunk.pending.columns != columns {
+            // Other columns than the pending sums': those first.
+            if !self.flush_columns() {
+                return false;
+            }
+        }
+        let pending = &mut self.chunk.pending;
         let tile = tile_len(cols);
-        // The finished column means and M2 of the block, then the column sums of one tile.
-        chunk.buffer.clear();
-        chunk.buffer.resize(if col_stats { 2 * cols * n + 2 * cols * tile } else { 0 }, 0.0);
-        let (col_mean, rest) = chunk.buffer.split_at_mut(if col_stats { cols * n } else { 0 });
-        let (col_m2, rest) = rest.split_at_mut(if col_stats { cols * n } else { 0 });
-        let (col_s, col_q) = rest.split_at_mut(if col_stats { cols * tile } else { 0 });
+        let fresh = col_stats && pending.rows == 0;
+        if fresh {
+            pending.columns.clear();
+            pending.columns.extend_from_slice(columns);
+            for v in [&mut pending.shift, &mut pending.sum, &mut pending.squares] {
+                v.clear();
+                v.resize(cols * n, 0.0);
+            }
+        }
+        let (col_shift, col_s, col_q) = if col_stats {
+            (&mut pending.shift[..], &mut pending.sum[..], &mut pending.squares[..])
+        } else {
+            (&mut [][..], &mut [][..], &mut [][..])
+        };
         let mut row_sums = match (self.row_std.as_mut(), self.row_variance.as_mut()) {
             (Some(std), Some(var)) => Some((std, var)),
             _ => None,
@@ -704,15 +753,24 @@ impl LayerState {
         // Whether a statistic was not finite. An `or` of flags, not a sum: a floating-point
         // sum is an ordered reduction, which kept the loops below on one lane at a time.
         let mut bad = false;
-        let k_rows = rows as f64;
         let k_cols = cols as f64;
         // Moments::variance(1): NaN with a single observation.
         let row_ddof = if cols <= 1 { f64::NAN } else { (cols - 1) as f64 };
         for t0 in (0..n).step_by(tile) {
             let len = tile.min(n - t0);
-            if col_stats {
-                col_s[..cols * len].fill(0.0);
-                col_q[..cols * len].fill(0.0);
+            let at_tile = t0 * cols..t0 * cols + cols * len;
+            let (shift, cs, cq) = if col_stats {
+                (&mut col_shift[at_tile.clone()], &mut col_s[at_tile.clone()], &mut col_q[at_tile])
+            } else {
+                (&mut [][..], &mut [][..], &mut [][..])
+            };
+            if fresh {
+                for j in 0..cols {
+                    let first = &data[j * n + t0..j * n + t0 + len];
+                    for (d, &v) in shift[j * len..(j + 1) * len].iter_mut().zip(first) {
+                        *d = v.into();
+                    }
+                }
             }
             for i in 0..rows {
                 let mut k = 0;
@@ -720,15 +778,15 @@ impl LayerState {
                     let at = Group { data, row: i, cols, n, offset: t0 + k };
                     let (s, q) = if len - k >= GROUP {
                         if col_stats {
-                            at.sums::<GROUP, true>(&mut col_s[..], &mut col_q[..], len, k)
+                            at.sums::<GROUP, true>(shift, cs, cq, len, k)
                         } else {
-                            at.sums::<GROUP, false>(&mut [], &mut [], len, k)
+                            at.sums::<GROUP, false>(&[], &mut [], &mut [], len, k)
                         }
                     } else if col_stats {
-                        let (s, q) = at.sums::<1, true>(&mut col_s[..], &mut col_q[..], len, k);
+                        let (s, q) = at.sums::<1, true>(shift, cs, cq, len, k);
                         ([s[0]; GROUP], [q[0]; GROUP])
                     } else {
-                        let (s, q) = at.sums::<1, false>(&mut [], &mut [], len, k);
+                        let (s, q) = at.sums::<1, false>(&[], &mut [], &mut [], len, k);
                         ([s[0]; GROUP], [q[0]; GROUP])
                     };
                     let g = if len - k >= GROUP { GROUP } else { 1 };
@@ -744,22 +802,8 @@ impl LayerState {
                     k += g;
                 }
             }
-            if col_stats {
-                for j in 0..cols {
-                    let first = &data[j * n + t0..j * n + t0 + len];
-                    let (s, q) = (&col_s[j * len..(j + 1) * len], &col_q[j * len..(j + 1) * len]);
-                    let at = j * n + t0;
-                    let (mean, m2) = (&mut col_mean[at..at + len], &mut col_m2[at..at + len]);
-                    for ((((mean, m2), &f), &s), &q) in
-                        mean.iter_mut().zip(m2).zip(first).zip(s).zip(q)
-                    {
-                        let raw = q - s * s / k_rows;
-                        bad |= !raw.is_finite();
-                        *mean = f.into() + s / k_rows;
-                        *m2 = raw.max(0.0);
-                    }
-                }
-            }
+            // A non-finite value leaves its column's sum of squares non-finite.
+            bad |= cq.iter().fold(false, |b, q| b | !q.is_finite());
         }
         if bad {
             return false;
@@ -768,14 +812,49 @@ impl LayerState {
             std.rows += rows as u64;
             var.rows += rows as u64;
         }
-        if let Some(moments) = self.columns.as_mut() {
-            for (j, &c) in columns.iter().enumerate() {
-                let (mean, m2) = (&col_mean[j * n..(j + 1) * n], &col_m2[j * n..(j + 1) * n]);
-                if moments[c].add_summary(rows as u64, mean, m2).is_err() {
-                    return false;
-                }
+        if col_stats {
+            self.chunk.pending.rows += rows;
+            if self.chunk.pending.rows >= FLUSH_ROWS {
+                return self.flush_columns();
             }
         }
+        true
+    }
+
+    /// Adds the pending column sums of whole-row blocks to the column moments, as one batch of
+    /// [`Moments::add_batch`]: mean = shift + sum / k, M2 = squares - sum^2 / k (clamped at
+    /// zero). `false` when a statistic is not finite.
+    fn flush_columns(&mut self) -> bool {
+        let pending = &mut self.chunk.pending;
+        let (Some(moments), rows) = (self.columns.as_mut(), pending.rows) else { return true };
+        if rows == 0 {
+            return true;
+        }
+        let (cols, n) = (pending.columns.len(), self.layer.number_activations());
+        let tile = tile_len(cols);
+        let k_rows = rows as f64;
+        let mut bad = false;
+        let (mut mean, mut m2) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for (j, &c) in pending.columns.iter().enumerate() {
+            for t0 in (0..n).step_by(tile) {
+                let len = tile.min(n - t0);
+                let at = t0 * cols + j * len..t0 * cols + (j + 1) * len;
+                let (f, s, q) = (&pending.shift[at.clone()], &pending.sum[at.clone()], &pending.squares[at]);
+                let (mean, m2) = (&mut mean[t0..t0 + len], &mut m2[t0..t0 + len]);
+                for ((((mean, m2), &f), &s), &q) in mean.iter_mut().zip(m2).zip(f).zip(s).zip(q) {
+                    let raw = q - s * s / k_rows;
+                    bad |= !raw.is_finite();
+                    *mean = f + s / k_rows;
+                    *m2 = raw.max(0.0);
+                }
+            }
+            if bad || moments[c].add_summary(rows as u64, &mean, &m2).is_err() {
+                return false;
+            }
+        }
+        pending.rows = 0;
+        pending.sum.fill(0.0);
+        pending.squares.fill(0.0);
         true
     }
 
@@ -895,10 +974,16 @@ const GROUP: usize = 16;
 /// The most activations per tile of [`LayerState::whole_rows_moments`].
 const MAX_TILE: usize = 256;
 
-/// Activations per tile for blocks of `cols` columns: the tile's column sums (two `f64` per
-/// column and activation) take 16 KiB, half a small L1 cache; a multiple of [`GROUP`].
+/// Rows of whole-row blocks whose column sums are added to the column moments at once: the
+/// shifted sums then lose at most log2(FLUSH_ROWS + 1) of their 53 bits (see
+/// [`Moments::add_batch`]), and the cost of adding them is spread over that many rows.
+const FLUSH_ROWS: usize = 256;
+
+/// Activations per tile for blocks of `cols` columns: the tile's column shifts and sums (three
+/// `f64` per column and activation) take 24 KiB, three quarters of a small L1 cache; a
+/// multiple of [`GROUP`].
 fn tile_len(cols: usize) -> usize {
-    (16 * 1024 / (16 * cols.max(1))).clamp(GROUP, MAX_TILE) / GROUP * GROUP
+    (24 * 1024 / (24 * cols.max(1))).clamp(GROUP, MAX_TILE) / GROUP * GROUP
 }
 
 /// The values of one row of a whole-rows block (`[rows, cols, n]`, row-major) at the
@@ -914,11 +999,13 @@ struct Group<'d, T> {
 impl<T: Copy + Into<f64>> Group<'_, T> {
     /// The row's shifted sum and sum of squares of its `G` activations over its columns (each
     /// value less the row's first column's), returned; with `COLS`, each value less its
-    /// column's first row's added to the column's sums (`col_s[j * len + k..]`, of a tile of
-    /// `len`). The arithmetic of [`Moments::add_batch`], element by element, whatever `G`.
+    /// column's shift (`col_shift[j * len + k..]`, of a tile of `len`) added to the column's
+    /// sums (`col_s`, `col_q`, the same places). The arithmetic of [`Moments::add_batch`],
+    /// element by element, whatever `G`.
     #[inline(always)]
     fn sums<const G: usize, const COLS: bool>(
         &self,
+        col_shift: &[f64],
         col_s: &mut [f64],
         col_q: &mut [f64],
         len: usize,
@@ -935,12 +1022,12 @@ impl<T: Copy + Into<f64>> Group<'_, T> {
         for j in 0..cols {
             let v = &data[base + j * n..base + j * n + G];
             if COLS {
-                let first = &data[j * n + offset..j * n + offset + G];
+                let first = &col_shift[j * len + k..j * len + k + G];
                 let cs = &mut col_s[j * len + k..j * len + k + G];
                 let cq = &mut col_q[j * len + k..j * len + k + G];
                 for e in 0..G {
                     let x: f64 = v[e].into();
-                    let dc = x - first[e].into();
+                    let dc = x - first[e];
                     cs[e] += dc;
                     cq[e] += dc * dc;
                     let dr = x - shift_f64[e];
@@ -1083,19 +1170,49 @@ mod tests {
         ok
     }
 
+    /// The column moments of `blocks` of whole rows: every column's rows in batches of
+    /// [`Moments::add_batch`] that end where the tiled path adds its pending sums (at the
+    /// first block end with [`FLUSH_ROWS`] rows or more, and at the end).
+    fn column_moments(blocks: &[Array3<f32>]) -> Vec<Moments> {
+        let (cols, n) = (blocks[0].dim().1, blocks[0].dim().2);
+        let mut moments = vec![Moments::new(n); cols];
+        let mut batch: Vec<&Array3<f32>> = Vec::new();
+        let add = |moments: &mut Vec<Moments>, batch: &mut Vec<&Array3<f32>>| {
+            if batch.is_empty() {
+                return;
+            }
+            let views: Vec<_> = batch.iter().map(|b| b.view()).collect();
+            let all = ndarray::concatenate(Axis(0), &views).unwrap();
+            for (j, m) in moments.iter_mut().enumerate() {
+                m.add_batch(all.slice(s![.., j, ..])).unwrap();
+            }
+            batch.clear();
+        };
+        for block in blocks {
+            batch.push(block);
+            if batch.iter().map(|b| b.dim().0).sum::<usize>() >= FLUSH_ROWS {
+                add(&mut moments, &mut batch);
+            }
+        }
+        add(&mut moments, &mut batch);
+        moments
+    }
+
     proptest! {
-        /// The tiled path of whole-row blocks is bitwise the general one (per-row and
-        /// per-column `Moments`), over several blocks, for tiles cut anywhere.
+        /// The tiled path of whole-row blocks is bitwise the general one per row, and per
+        /// column bitwise `Moments::add_batch` of the rows of the blocks it adds at once, over
+        /// several blocks (past a flush of the pending column sums), for tiles cut anywhere.
         #[test]
         fn whole_row_blocks_give_bitwise_the_moments_of_the_general_path(
             rows in 1usize..6,
             cols in 1usize..11,
             n in 1usize..(2 * MAX_TILE + 7),
-            blocks in 1usize..3,
+            blocks in prop_oneof![1usize..3, Just(FLUSH_ROWS / 5 + 3)],
             seed in any::<u64>(),
         ) {
             let (mut a_state, mut b_state) = (fresh(rows, cols, n), fresh(rows, cols, n));
             let mut x = seed | 1;
+            let mut all = Vec::new();
             for _ in 0..blocks {
                 let a = Array3::from_shape_simple_fn((rows, cols, n), || {
                     x ^= x << 13;
@@ -1105,7 +1222,10 @@ mod tests {
                 });
                 general(&mut a_state, &a);
                 prop_assert!(tiled(&mut b_state, &a));
+                all.push(a);
             }
+            prop_assert!(b_state.flush_columns());
+            a_state.columns = Some(column_moments(&all));
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let (ra, rb) = (a_state.row_std.as_ref().unwrap(), b_state.row_std.as_ref().unwrap());
             prop_assert_eq!(ra.rows, rb.rows);
@@ -1152,6 +1272,7 @@ mod tests {
         let mut state = fresh(1, 3, 2);
         let a = Array3::from_shape_vec((1, 3, 2), vec![1.0f32, 2.0, 2.0, 2.0, 3.0, 2.0]).unwrap();
         assert!(tiled(&mut state, &a));
+        assert!(state.flush_columns());
         assert_eq!(state.row_variance.as_ref().unwrap().sum, vec![1.0, 0.0]);
         assert_eq!(state.row_std.as_ref().unwrap().sum, vec![1.0, 0.0]);
         let columns = state.columns.as_ref().unwrap();
