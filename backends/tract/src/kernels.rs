@@ -227,7 +227,8 @@ impl SmallConv {
 
     /// Terms of each dot product (`Cin * kh * kw`) for the inputs the operator was made for.
     fn dot_len(&self, inputs: &[&TypedFact]) -> usize {
-        f32_nchw(inputs[0]).map_or(usize::MAX, |[_, cin, _, _]| cin * self.kernel[0] * self.kernel[1])
+        f32_nchw(inputs[0])
+            .map_or(usize::MAX, |[_, cin, _, _]| cin * self.kernel[0] * self.kernel[1])
     }
 
     /// The geometry of the zero-padded planes both convolutions read: `(ph, pw)`, every row and
@@ -246,7 +247,13 @@ impl SmallConv {
     /// Copies each channel of `image` (`cin` planes of `h x w`) into its zero-padded plane of
     /// `padded` (`ph x pw`, whose padding is already zero): rows past the last that an output
     /// reads are left out.
-    fn pad_image(&self, image: &[f32], [h, w]: [usize; 2], padded: &mut [f32], (ph, pw): (usize, usize)) {
+    fn pad_image(
+        &self,
+        image: &[f32],
+        [h, w]: [usize; 2],
+        padded: &mut [f32],
+        (ph, pw): (usize, usize),
+    ) {
         let [pt, pl] = self.pad;
         for (channel, plane) in image.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
             for (y, row) in channel.chunks_exact(w).enumerate() {
@@ -463,7 +470,14 @@ impl TapConv {
 
     /// Convolves `x` (`n` images of `cin x h x w`) by `weights` into `out`, as
     /// [`SmallConv::convolve`] does (see the type's docs for how).
-    fn convolve(&self, x: &[f32], [cin, h, w]: [usize; 3], weights: &[f32], bias: &[f32], out: &mut [f32]) {
+    fn convolve(
+        &self,
+        x: &[f32],
+        [cin, h, w]: [usize; 3],
+        weights: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
         let conv = &self.0;
         let [_, cout, oh, ow] = conv.output;
         let [kh, kw] = conv.kernel;
@@ -517,7 +531,9 @@ impl TapConv {
                 out_image.chunks_exact_mut(oh * ow).zip(acc.chunks_exact(run)).enumerate()
             {
                 let b = if bias.len() == 1 { bias[0] } else { bias[co] };
-                for (out_row, acc_row) in out_plane.chunks_exact_mut(ow).zip(acc_plane.chunks_exact(pw)) {
+                for (out_row, acc_row) in
+                    out_plane.chunks_exact_mut(ow).zip(acc_plane.chunks_exact(pw))
+                {
                     for (o, &a) in out_row.iter_mut().zip(acc_row) {
                         *o = a + b;
                     }
@@ -545,9 +561,10 @@ impl EvalOp for TapConv {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (input, kernel, bias) = args_3!(inputs);
         let conv = &self.0;
-        let [n, cin, h, w]: [usize; 4] = input.shape().try_into().map_err(|_| {
-            format_err!("TapConv expects a rank-4 input, got {:?}", input.shape())
-        })?;
+        let [n, cin, h, w]: [usize; 4] = input
+            .shape()
+            .try_into()
+            .map_err(|_| format_err!("TapConv expects a rank-4 input, got {:?}", input.shape()))?;
         ensure!(n == conv.output[0], "TapConv planned for {} images, got {n}", conv.output[0]);
         let [cout, kh, kw] = [conv.output[1], conv.kernel[0], conv.kernel[1]];
         ensure!(

@@ -466,7 +466,7 @@ impl TractModel {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let error: Mutex<Option<TractError>> = Mutex::new(None);
-        let work = |_: rayon::BroadcastContext<'_>| {
+        let work = || {
             loop {
                 let c = next.fetch_add(1, Ordering::Relaxed);
                 if c >= chunks {
@@ -482,9 +482,15 @@ impl TractModel {
                 }
             }
         };
+        // One task per worker, taken by whichever thread is free: the first takes chunks until
+        // none is left, one that starts later finds none and ends. (A broadcast ran its task on
+        // every thread and returned only when each had: a thread busy with other work of the
+        // pool, the accumulation of the previous block say, held the batch back after its
+        // chunks were done.)
+        let work = &work;
         match &self.pool {
-            Some(pool) => pool.broadcast(work),
-            None => rayon::broadcast(work),
+            Some(pool) => pool.scope(|scope| spawn_tasks(scope, self.workers, work)),
+            None => rayon::scope(|scope| spawn_tasks(scope, self.workers, work)),
         };
         match error.into_inner() {
             Ok(None) => Ok(()),
@@ -593,5 +599,12 @@ impl Model for TractModel {
         layers: Option<&[&str]>,
     ) -> nnlens_core::Result<Activations> {
         Ok(self.run(x, layers)?)
+    }
+}
+
+/// Spawns `tasks` runs of `work` in `scope`.
+fn spawn_tasks<'s>(scope: &rayon::Scope<'s>, tasks: usize, work: &'s (impl Fn() + Sync)) {
+    for _ in 0..tasks {
+        scope.spawn(move |_| work());
     }
 }

@@ -537,9 +537,15 @@ impl ModelSource<'_> {
         let structures = &self.layers;
         let on_block = &mut self.on_block;
         // Inference runs on its own thread, one block ahead of the accumulation (which uses
-        // the rayon pool): the two overlap, at the cost of one more block in memory.
+        // the rayon pool): the two overlap, at the cost of one more block in memory. One
+        // message per block, handed over when the accumulation takes it (a channel of no
+        // capacity): the producer computes the next block while the consumer accumulates this
+        // one, and no more than those two blocks are held. (With the start and end of a row of
+        // blocks as messages of their own in a channel of one, the producer waited on the
+        // row's end for the whole accumulation: inference and accumulation took turns, with
+        // each core idle a fifth of the time.)
         std::thread::scope(|scope| -> Result<()> {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(1);
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Message>(0);
             let producer = scope.spawn(move || {
                 let rows = match iterator.get_block(block_height, block_width) {
                     Ok(rows) => rows,
@@ -549,12 +555,14 @@ impl ModelSource<'_> {
                     }
                 };
                 for row in rows {
-                    if sender.send(Message::Begin(row.rows().to_vec())).is_err() {
-                        return;
-                    }
+                    let mut begin = Some(row.rows().to_vec());
                     for block in row {
                         let message = match block {
-                            Ok(b) => Message::Block(b),
+                            Ok(block) => {
+                                // Blocks cover a row's columns left to right.
+                                let end = block.columns_dataset().last() == Some(&(width - 1));
+                                Message::Block { begin: begin.take(), block, end }
+                            }
                             Err(e) => Message::Failed(e.into()),
                         };
                         let failed = matches!(message, Message::Failed(_));
@@ -562,22 +570,18 @@ impl ModelSource<'_> {
                             return;
                         }
                     }
-                    if sender.send(Message::End).is_err() {
-                        return;
-                    }
                 }
             });
             let mut rows = Vec::new();
             let consumed = (|| -> Result<()> {
                 for message in receiver.iter() {
                     match message {
-                        Message::Begin(r) => {
-                            rows = r;
-                            visitor.begin_rows(&rows, width)?;
-                        }
-                        Message::End => visitor.end_rows()?,
                         Message::Failed(e) => return Err(e),
-                        Message::Block(block) => {
+                        Message::Block { begin, block, end } => {
+                            if let Some(r) = begin {
+                                rows = r;
+                                visitor.begin_rows(&rows, width)?;
+                            }
                             let columns = block.columns_dataset().to_vec();
                             let mut owned: Vec<ArrayD<f32>> = Vec::new();
                             if pass.inverse {
@@ -646,6 +650,9 @@ impl ModelSource<'_> {
                             if let Some(on_block) = on_block.as_mut() {
                                 on_block(rows.len() * columns.len());
                             }
+                            if end {
+                                visitor.end_rows()?;
+                            }
                         }
                     }
                 }
@@ -663,8 +670,12 @@ impl ModelSource<'_> {
 
 /// What the inference thread sends to the accumulation.
 enum Message {
-    Begin(Vec<usize>),
-    Block(nnlens_core::Block),
-    End,
+    /// A block, with its row of blocks' dataset rows when it is the row's first, and `end`
+    /// when it is the row's last.
+    Block {
+        begin: Option<Vec<usize>>,
+        block: nnlens_core::Block,
+        end: bool,
+    },
     Failed(InvarianceError),
 }

@@ -335,7 +335,8 @@ impl MeasureState {
         source.stream(pass, &mut visitor)?;
         // The column sums of the last whole-row blocks (every value was checked as its block
         // was added, so only sums beyond f64 fail here).
-        let flushed: Vec<bool> = self.layers.par_iter_mut().map(LayerState::flush_columns).collect();
+        let flushed: Vec<bool> =
+            self.layers.par_iter_mut().map(LayerState::flush_columns).collect();
         match flushed.iter().position(|ok| !ok) {
             Some(l) => Err(InvarianceError::Invalid(format!(
                 "layer {}: a non-finite column statistic from finite activations",
@@ -650,10 +651,13 @@ impl LayerState {
 
     /// The moments of a block that holds whole rows (`data`: `[rows, cols, n]`, row-major): each
     /// row's ddof=1 variance along the row goes straight into the row sums, and each column's
-    /// batch mean and M2 into its moments. The arithmetic of each element is exactly that of
-    /// [`Moments::add_batch`] on the row and on the column, so the results are bitwise those
-    /// of the general path; but the block is read from memory once, in one pass, tile by tile
-    /// of activations (see [`Self::whole_rows_moments_any`]). `false` when a statistic is not
+    /// shifted sums into the pending column sums ([`PendingColumns`]), which are added to the
+    /// column moments every [`FLUSH_ROWS`] rows and at the end of the pass. The arithmetic of
+    /// each element is exactly that of [`Moments::add_batch`] on the row, and on the column's
+    /// rows since the last flush, so the row sums are bitwise those of the general path and
+    /// the column moments those of batches of that many rows; the block is read from memory
+    /// once, in one pass, tile by tile of activations (see [`Self::whole_rows_moments_any`]),
+    /// and no block merges or zeroes per-column buffers. `false` when a statistic is not
     /// finite (a NaN or infinite value).
     ///
     /// It runs with the widest vectors the CPU has (the crate is built for the baseline
@@ -709,11 +713,11 @@ impl LayerState {
 
     /// [`Self::whole_rows_moments`] for any CPU; inlined into each vector width's copy.
     ///
-    /// One pass over the block: each value, shifted by its column's first row and by its
-    /// row's first column, is added to the shifted sums and sums of squares of both (see
-    /// [`Moments::add_batch`]). A tile of activations is [`GROUP`]s of them; a row's sums of a
-    /// group stay in registers while the row's columns go by, the tile's column sums in the L1
-    /// cache, and the block streams from memory once.
+    /// One pass over the block: each value, shifted by its column's first row (since the last
+    /// flush) and by its row's first column, is added to the shifted sums and sums of squares
+    /// of both (see [`Moments::add_batch`]). A tile of activations is [`GROUP`]s of them; a
+    /// row's sums of a group stay in registers while the row's columns go by, the tile's
+    /// column shifts and sums in the L1 cache, and the block streams from memory once.
     #[inline(always)]
     fn whole_rows_moments_any<T: Copy + Into<f64>>(
         &mut self,
@@ -839,7 +843,8 @@ impl LayerState {
             for t0 in (0..n).step_by(tile) {
                 let len = tile.min(n - t0);
                 let at = t0 * cols + j * len..t0 * cols + (j + 1) * len;
-                let (f, s, q) = (&pending.shift[at.clone()], &pending.sum[at.clone()], &pending.squares[at]);
+                let (f, s, q) =
+                    (&pending.shift[at.clone()], &pending.sum[at.clone()], &pending.squares[at]);
                 let (mean, m2) = (&mut mean[t0..t0 + len], &mut m2[t0..t0 + len]);
                 for ((((mean, m2), &f), &s), &q) in mean.iter_mut().zip(m2).zip(f).zip(s).zip(q) {
                     let raw = q - s * s / k_rows;
