@@ -373,15 +373,23 @@ impl SmallConv {
                         }
                     }
                 }
-                let b = if bias.len() == 1 { bias[0] } else { bias[co] };
-                for (out_row, acc_row) in
-                    out_plane.chunks_exact_mut(ow).zip(acc.chunks_exact(acc_width))
-                {
-                    for (o, &a) in out_row.iter_mut().zip(acc_row) {
-                        *o = a + b;
-                    }
-                }
+                add_bias_rows(
+                    out_plane,
+                    &acc,
+                    [ow, acc_width],
+                    if bias.len() == 1 { bias[0] } else { bias[co] },
+                );
             }
+        }
+    }
+}
+
+/// Writes an output plane (rows of `ow`) from the first `ow` values of each `acc_width`-wide
+/// row of `acc`, plus the channel's bias `b`: the bias last, as tract's product adds it.
+fn add_bias_rows(out_plane: &mut [f32], acc: &[f32], [ow, acc_width]: [usize; 2], b: f32) {
+    for (out_row, acc_row) in out_plane.chunks_exact_mut(ow).zip(acc.chunks_exact(acc_width)) {
+        for (o, &a) in out_row.iter_mut().zip(acc_row) {
+            *o = a + b;
         }
     }
 }
@@ -405,24 +413,47 @@ impl EvalOp for SmallConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, kernel, bias) = args_3!(inputs);
-        let [n, cin, h, w]: [usize; 4] = input.shape().try_into().map_err(|_| {
-            format_err!("SmallConv expects a rank-4 input, got {:?}", input.shape())
-        })?;
-        ensure!(n == self.output[0], "SmallConv planned for {} images, got {n}", self.output[0]);
-        let x_plain = input.try_as_plain_ram()?;
-        let k_plain = kernel.try_as_plain_ram()?;
-        let b_plain = bias.try_as_plain_ram()?;
-        let (x, k, b) =
-            (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
-        // SAFETY: every value is written below (the last pass over each plane sets them all).
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output)? };
-        {
-            let mut out_plain = output.try_as_plain_ram_mut()?;
-            self.convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);
-        }
-        Ok(tvec!(output.into_tvalue()))
+        eval_convolution("SmallConv", self, inputs, |x, dims, k, b, out| {
+            self.convolve(x, dims, k, b, out)
+        })
     }
+}
+
+/// Runs a convolution of `conv`'s geometry on its three inputs (images, kernel, bias), after
+/// checking them against what it was planned for: `convolve(x, [cin, h, w], kernel, bias,
+/// out)` must write every value of `out`.
+fn eval_convolution(
+    name: &str,
+    conv: &SmallConv,
+    inputs: TVec<TValue>,
+    convolve: impl FnOnce(&[f32], [usize; 3], &[f32], &[f32], &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    let (input, kernel, bias) = args_3!(inputs);
+    let [n, cin, h, w]: [usize; 4] = input
+        .shape()
+        .try_into()
+        .map_err(|_| format_err!("{name} expects a rank-4 input, got {:?}", input.shape()))?;
+    ensure!(n == conv.output[0], "{name} planned for {} images, got {n}", conv.output[0]);
+    let [cout, kh, kw] = [conv.output[1], conv.kernel[0], conv.kernel[1]];
+    ensure!(
+        kernel.shape() == [cout, cin, kh, kw],
+        "{name} planned for a kernel of {:?}, got {:?}",
+        [cout, cin, kh, kw],
+        kernel.shape()
+    );
+    ensure!(bias.len() == cout || bias.len() == 1, "{name}: {} bias values", bias.len());
+    let x_plain = input.try_as_plain_ram()?;
+    let k_plain = kernel.try_as_plain_ram()?;
+    let b_plain = bias.try_as_plain_ram()?;
+    let (x, k, b) =
+        (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
+    // SAFETY: `convolve` writes every value (each output row of each plane).
+    let mut output = unsafe { Tensor::uninitialized::<f32>(&conv.output)? };
+    {
+        let mut out_plain = output.try_as_plain_ram_mut()?;
+        convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);
+    }
+    Ok(tvec!(output.into_tvalue()))
 }
 
 impl TypedOp for SmallConv {
@@ -530,14 +561,12 @@ impl TapConv {
             for (co, (out_plane, acc_plane)) in
                 out_image.chunks_exact_mut(oh * ow).zip(acc.chunks_exact(run)).enumerate()
             {
-                let b = if bias.len() == 1 { bias[0] } else { bias[co] };
-                for (out_row, acc_row) in
-                    out_plane.chunks_exact_mut(ow).zip(acc_plane.chunks_exact(pw))
-                {
-                    for (o, &a) in out_row.iter_mut().zip(acc_row) {
-                        *o = a + b;
-                    }
-                }
+                add_bias_rows(
+                    out_plane,
+                    acc_plane,
+                    [ow, pw],
+                    if bias.len() == 1 { bias[0] } else { bias[co] },
+                );
             }
         }
     }
@@ -559,33 +588,9 @@ impl EvalOp for TapConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, kernel, bias) = args_3!(inputs);
-        let conv = &self.0;
-        let [n, cin, h, w]: [usize; 4] = input
-            .shape()
-            .try_into()
-            .map_err(|_| format_err!("TapConv expects a rank-4 input, got {:?}", input.shape()))?;
-        ensure!(n == conv.output[0], "TapConv planned for {} images, got {n}", conv.output[0]);
-        let [cout, kh, kw] = [conv.output[1], conv.kernel[0], conv.kernel[1]];
-        ensure!(
-            kernel.shape() == [cout, cin, kh, kw],
-            "TapConv planned for a kernel of {:?}, got {:?}",
-            [cout, cin, kh, kw],
-            kernel.shape()
-        );
-        ensure!(bias.len() == cout || bias.len() == 1, "TapConv: {} bias values", bias.len());
-        let x_plain = input.try_as_plain_ram()?;
-        let k_plain = kernel.try_as_plain_ram()?;
-        let b_plain = bias.try_as_plain_ram()?;
-        let (x, k, b) =
-            (x_plain.as_slice::<f32>()?, k_plain.as_slice::<f32>()?, b_plain.as_slice::<f32>()?);
-        // SAFETY: every value is written below (each output row of each plane).
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&conv.output)? };
-        {
-            let mut out_plain = output.try_as_plain_ram_mut()?;
-            self.convolve(x, [cin, h, w], k, b, out_plain.as_slice_mut::<f32>()?);
-        }
-        Ok(tvec!(output.into_tvalue()))
+        eval_convolution("TapConv", &self.0, inputs, |x, dims, k, b, out| {
+            self.convolve(x, dims, k, b, out)
+        })
     }
 }
 
