@@ -8,7 +8,8 @@
 //! - a convolution whose dot products are short (`Cin * kh * kw <= 16`, a first layer on
 //!   grey or RGB images): tract's packed matrix product pays a kernel call per tile for 4
 //!   multiply-adds (407 us for conv_1's 200,704 multiply-adds);
-//! - any other stride-1 convolution with a kernel larger than 1x1 ([`TapConv`]): tract
+//! - any other stride-1 convolution with a kernel larger than 1x1 and at least
+//!   [`TAP_CONV_MIN_PIXELS`] output pixels per image ([`TapConv`]): tract
 //!   writes its patch matrix first (`Im2col`, 53 of 207 us per input on fashion_cnn, conv_2);
 //!   one matrix product per kernel tap reads the padded input where it lies (conv_2 and its
 //!   im2col 139 -> 91 us per input, 207 -> 154 us for the whole model).
@@ -29,8 +30,8 @@ pub const SMALL_CONV_MAX_DOT: usize = 16;
 
 /// Replaces, in a typed graph with concrete shapes, every 2x2 stride-2 channels-first f32 max
 /// pool by [`MaxPool2x2`], every f32 channels-first convolution with short dot products by
-/// [`SmallConv`] and every other one of stride 1 and a kernel larger than 1x1 by [`TapConv`];
-/// returns how many nodes it replaced. Node ids and outlets are kept, so the
+/// [`SmallConv`] and every other one of stride 1, a kernel larger than 1x1 and at least
+/// [`TAP_CONV_MIN_PIXELS`] output pixels by [`TapConv`]; returns how many nodes it replaced. Node ids and outlets are kept, so the
 /// graph's outputs (the layers a run asked for) are unchanged.
 ///
 /// # Errors
@@ -777,6 +778,46 @@ mod tests {
         assert_eq!(rewrite(&mut model).unwrap(), 0);
     }
 
+    /// A convolution graph with seeded random inputs, weights and bias (each in [-2, 2]), the
+    /// input tensor, and the bound `2 * sum |k| + sum |b|` on the magnitude of every output.
+    #[allow(clippy::too_many_arguments)]
+    fn random_conv(
+        seed: u64,
+        [n, cin, h, w]: [usize; 4],
+        cout: usize,
+        [kh, kw]: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        [pt, pl, pb, pr]: [usize; 4],
+        scalar_bias: bool,
+    ) -> (TypedModel, Tensor, f32) {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state % 2001) as f32 - 1000.0) / 500.0
+        };
+        let x: Vec<f32> = (0..n * cin * h * w).map(|_| next()).collect();
+        let k: Vec<f32> = (0..cout * cin * kh * kw).map(|_| next()).collect();
+        let bias_len = if scalar_bias { 1 } else { cout };
+        let b: Vec<f32> = (0..bias_len).map(|_| next()).collect();
+        let bound: f32 =
+            k.iter().map(|v| v.abs()).sum::<f32>() * 2.0 + b.iter().map(|v| v.abs()).sum::<f32>();
+        let model = conv_model(
+            [n, cin, h, w],
+            cout,
+            [kh, kw],
+            strides,
+            dilations,
+            [pt, pl],
+            [pb, pr],
+            tensor(&[cout, cin, kh, kw], k),
+            if scalar_bias { tensor(&[], b) } else { tensor(&[bias_len], b) },
+        );
+        (model, tensor(&[n, cin, h, w], x), bound)
+    }
+
     proptest! {
         #[test]
         fn max_pool_is_bitwise_tracts(
@@ -814,29 +855,15 @@ mod tests {
             let oh = (h + pt + pb).saturating_sub((kh - 1) * dh);
             let ow = (w + pl + pr).saturating_sub((kw - 1) * dw);
             prop_assume!(oh * ow >= TAP_CONV_MIN_PIXELS);
-            let mut state = seed | 1;
-            let mut next = move || {
-                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-                ((state % 2001) as f32 - 1000.0) / 500.0
-            };
-            let x: Vec<f32> = (0..n * cin * h * w).map(|_| next()).collect();
-            let k: Vec<f32> = (0..cout * cin * kh * kw).map(|_| next()).collect();
-            let bias_len = if scalar_bias { 1 } else { cout };
-            let b: Vec<f32> = (0..bias_len).map(|_| next()).collect();
-            let model = conv_model(
-                [n, cin, h, w], cout, [kh, kw], [1, 1], [dh, dw], [pt, pl], [pb, pr],
-                tensor(&[cout, cin, kh, kw], k.clone()),
-                if scalar_bias { tensor(&[], b.clone()) } else { tensor(&[bias_len], b.clone()) },
+            let (model, x, bound) = random_conv(
+                seed, [n, cin, h, w], cout, [kh, kw], [1, 1], [dh, dw], pads, scalar_bias,
             );
-            let x = tensor(&[n, cin, h, w], x);
             let theirs = run(&model, &x, false);
             let ours = run(&model, &x, true);
             prop_assert_eq!(ours.shape(), theirs.shape());
             // |x| <= 2: a sum of `terms` products (and the bias) is off by at most ~terms + 1
             // roundings of its magnitude bound, in either order of summation.
             let terms = cin * kh * kw;
-            let bound: f32 = k.iter().map(|v| v.abs()).sum::<f32>() * 2.0
-                + b.iter().map(|v| v.abs()).sum::<f32>();
             let tolerance = bound * (terms + 1) as f32 * f32::EPSILON;
             for (a, b) in values(&ours).iter().zip(values(&theirs)) {
                 prop_assert!((a - b).abs() <= tolerance, "{a} vs {b} (tolerance {tolerance})");
@@ -854,22 +881,9 @@ mod tests {
             let (pt, pl, pb, pr) = (pads[0], pads[1], pads[2], pads[3]);
             // At least one output pixel.
             prop_assume!(h + pt + pb > (kh - 1) * dh && w + pl + pr > (kw - 1) * dw);
-            let mut state = seed | 1;
-            let mut next = move || {
-                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-                ((state % 2001) as f32 - 1000.0) / 500.0
-            };
-            let x: Vec<f32> = (0..n * cin * h * w).map(|_| next()).collect();
-            let k: Vec<f32> = (0..cout * cin * kh * kw).map(|_| next()).collect();
-            let bias_len = if scalar_bias { 1 } else { cout };
-            let b: Vec<f32> = (0..bias_len).map(|_| next()).collect();
-            let bound: f32 = k.iter().map(|v| v.abs()).sum::<f32>() * 2.0 + b.iter().map(|v| v.abs()).sum::<f32>();
-            let model = conv_model(
-                [n, cin, h, w], cout, [kh, kw], [sh, sw], [dh, dw], [pt, pl], [pb, pr],
-                tensor(&[cout, cin, kh, kw], k),
-                if scalar_bias { tensor(&[], b) } else { tensor(&[bias_len], b) },
+            let (model, x, bound) = random_conv(
+                seed, [n, cin, h, w], cout, [kh, kw], [sh, sw], [dh, dw], pads, scalar_bias,
             );
-            let x = tensor(&[n, cin, h, w], x);
             let theirs = run(&model, &x, false);
             let ours = run(&model, &x, true);
             prop_assert_eq!(ours.shape(), theirs.shape());
